@@ -1,0 +1,199 @@
+"""Data access for corpora, documents, pages and page embeddings (keyword-only functions over a session)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from db.schema import Corpus, Document, Page, PageEmbedding
+from pageqa.errors import NotFoundError
+
+
+def get_or_create_corpus(session: Session, *, name: str) -> Corpus:
+    """The corpus called ``name``, created when missing (safe under concurrent callers)."""
+    session.execute(insert(Corpus).values(name=name).on_conflict_do_nothing(index_elements=["name"]))
+    return session.scalars(select(Corpus).where(Corpus.name == name)).one()
+
+
+def get_corpus(session: Session, *, name: str) -> Corpus:
+    """The corpus called ``name``.
+
+    Raises:
+        NotFoundError: no such corpus.
+    """
+    corpus = session.scalars(select(Corpus).where(Corpus.name == name)).one_or_none()
+    if corpus is None:
+        raise NotFoundError(f"no corpus named {name!r} (ingest documents into it first: pageqa ingest --corpus)")
+    return corpus
+
+
+def find_document(session: Session, *, corpus_id: int, sha256: str) -> Document | None:
+    """The document of the corpus with these bytes, if already ingested."""
+    return session.scalars(
+        select(Document).where(Document.corpus_id == corpus_id, Document.sha256 == sha256)
+    ).one_or_none()
+
+
+def documents_by_name(session: Session, *, corpus_id: int) -> dict[str, Document]:
+    """The corpus's documents keyed by source file name and by title (for per-question document filters)."""
+    docs = session.scalars(select(Document).where(Document.corpus_id == corpus_id).order_by(Document.id)).all()
+    keyed: dict[str, Document] = {}
+    for doc in docs:
+        keyed.setdefault(doc.title, doc)
+        keyed[doc.source] = doc
+    return keyed
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """A page ready to store: 1-based number, compressed image bytes and size in pixels, PDF text layer."""
+
+    page_number: int
+    image: bytes
+    image_format: str
+    width: int
+    height: int
+    text: str
+
+
+def add_document(
+    session: Session, *, corpus_id: int, sha256: str, title: str, source: str, kind: str, size_bytes: int,
+    pages: Sequence[PageRecord],
+) -> Document:
+    """Store a document and its pages in one transaction; returns the document (pages get ids on flush)."""
+    doc = Document(
+        corpus_id=corpus_id, sha256=sha256, title=title, source=source, kind=kind,
+        page_count=len(pages), size_bytes=size_bytes,
+    )
+    session.add(doc)
+    session.flush()
+    session.add_all(
+        Page(
+            document_id=doc.id, page_number=p.page_number, image=p.image, image_format=p.image_format,
+            width=p.width, height=p.height, text=p.text,
+        )
+        for p in pages
+    )
+    session.flush()
+    return doc
+
+
+def page_ids_without_embedding(session: Session, *, corpus_id: int, model_id: str) -> list[int]:
+    """Ids of the corpus's pages that have no embedding from ``model_id`` yet, in document and page order."""
+    has = select(PageEmbedding.page_id).where(PageEmbedding.model_id == model_id)
+    stmt = (
+        select(Page.id)
+        .join(Document, Document.id == Page.document_id)
+        .where(Document.corpus_id == corpus_id, Page.id.not_in(has))
+        .order_by(Page.document_id, Page.page_number)
+    )
+    return list(session.scalars(stmt))
+
+
+def count_pages(session: Session, *, corpus_id: int, model_id: str | None = None) -> int:
+    """Pages of the corpus; with ``model_id``, only those embedded by that model."""
+    stmt = select(func.count(Page.id)).join(Document, Document.id == Page.document_id)
+    stmt = stmt.where(Document.corpus_id == corpus_id)
+    if model_id is not None:
+        stmt = stmt.join(PageEmbedding, PageEmbedding.page_id == Page.id).where(PageEmbedding.model_id == model_id)
+    return session.scalar(stmt) or 0
+
+
+def load_pages(session: Session, *, page_ids: Sequence[int]) -> list[Page]:
+    """Pages by id, in the order of ``page_ids``.
+
+    Raises:
+        NotFoundError: an id has no page (deleted since it was queued).
+    """
+    rows = {p.id: p for p in session.scalars(select(Page).where(Page.id.in_(page_ids)))}
+    missing = [i for i in page_ids if i not in rows]
+    if missing:
+        raise NotFoundError(f"pages not found: {missing[:10]}")
+    return [rows[i] for i in page_ids]
+
+
+def store_embeddings(
+    session: Session, *, page_ids: Sequence[int], vectors: Sequence[np.ndarray], model_id: str,
+    colpali_version: str, max_pixels: int,
+) -> int:
+    """Store one multi-vector per page, ``(n_vectors, dim) float16`` with padding rows already stripped.
+
+    Idempotent: a page that already has an embedding from ``model_id`` keeps it. Returns the rows inserted.
+    """
+    rows = [
+        {
+            "page_id": pid, "model_id": model_id, "colpali_version": colpali_version, "max_pixels": max_pixels,
+            "n_vectors": int(v.shape[0]), "dim": int(v.shape[1]),
+            "vectors": np.ascontiguousarray(v, dtype=np.float16).tobytes(),
+        }
+        for pid, v in zip(page_ids, vectors, strict=True)
+    ]
+    if not rows:
+        return 0
+    result = session.execute(
+        insert(PageEmbedding).values(rows).on_conflict_do_nothing(index_elements=["page_id", "model_id"])
+    )
+    return result.rowcount or 0
+
+
+@dataclass(frozen=True)
+class CorpusEmbeddings:
+    """Every embedded page of a corpus for one model, for an exact MaxSim scan.
+
+    ``vectors[i]`` is page ``page_ids[i]``'s ``(n_vectors_i, dim) float16`` multi-vector; ``document_ids[i]`` its
+    document. ``version`` changes whenever pages are added or removed, so a worker can cache this object.
+    """
+
+    corpus_id: int
+    model_id: str
+    page_ids: list[int]
+    document_ids: list[int]
+    vectors: list[np.ndarray]
+    version: tuple[int, int]
+
+
+def embeddings_version(session: Session, *, corpus_id: int, model_id: str) -> tuple[int, int]:
+    """(count, max id) of the corpus's embeddings for ``model_id``: cheap to read, changes on every add/delete."""
+    stmt = (
+        select(func.count(PageEmbedding.id), func.coalesce(func.max(PageEmbedding.id), 0))
+        .join(Page, Page.id == PageEmbedding.page_id)
+        .join(Document, Document.id == Page.document_id)
+        .where(Document.corpus_id == corpus_id, PageEmbedding.model_id == model_id)
+    )
+    count, max_id = session.execute(stmt).one()
+    return int(count), int(max_id)
+
+
+def load_corpus_embeddings(session: Session, *, corpus_id: int, model_id: str) -> CorpusEmbeddings:
+    """All page multi-vectors of the corpus for ``model_id``, in document and page order."""
+    version = embeddings_version(session, corpus_id=corpus_id, model_id=model_id)
+    stmt = (
+        select(Page.id, Page.document_id, PageEmbedding.n_vectors, PageEmbedding.dim, PageEmbedding.vectors)
+        .join(PageEmbedding, PageEmbedding.page_id == Page.id)
+        .join(Document, Document.id == Page.document_id)
+        .where(Document.corpus_id == corpus_id, PageEmbedding.model_id == model_id)
+        .order_by(Page.document_id, Page.page_number)
+    )
+    page_ids, doc_ids, vectors = [], [], []
+    for pid, did, n, dim, raw in session.execute(stmt):
+        page_ids.append(pid)
+        doc_ids.append(did)
+        vectors.append(np.frombuffer(raw, dtype=np.float16).reshape(n, dim))
+    return CorpusEmbeddings(corpus_id, model_id, page_ids, doc_ids, vectors, version)
+
+
+def page_ids_without_embedding_among(session: Session, *, page_ids: Sequence[int], model_id: str) -> list[int]:
+    """Those of ``page_ids`` that have no embedding from ``model_id`` yet."""
+    has = select(PageEmbedding.page_id).where(PageEmbedding.model_id == model_id, PageEmbedding.page_id.in_(page_ids))
+    done = set(session.scalars(has))
+    return [pid for pid in page_ids if pid not in done]
+
+
+def page_ids_of_document(session: Session, *, document_id: int) -> list[int]:
+    """The document's page ids in page order."""
+    return list(session.scalars(select(Page.id).where(Page.document_id == document_id).order_by(Page.page_number)))

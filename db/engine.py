@@ -1,0 +1,62 @@
+"""Database URL resolution, the engine (one per process), sessions, and migrations.
+
+With ``PAGEQA_DATABASE_URL`` unset, the embedded PostgreSQL under ``PAGEQA_HOME`` is started (or reused).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import embedded
+from pageqa.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """``PAGEQA_DATABASE_URL`` if set, else the URL of the embedded server (started when needed).
+
+    Raises:
+        ServiceError: the embedded server cannot be started.
+    """
+    if settings.database_url:
+        return settings.database_url
+    return embedded.start(settings.home_dir)
+
+
+@lru_cache(maxsize=4)
+def _engine_for(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine(settings: Settings) -> Engine:
+    """The process-wide engine for ``settings`` (created once, pinged before each checkout)."""
+    return _engine_for(resolve_database_url(settings))
+
+
+@contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """A session for one unit of work: committed on success, rolled back on any exception."""
+    factory = sessionmaker(bind=get_engine(settings), expire_on_commit=False)
+    with factory() as session, session.begin():
+        yield session
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    """Apply Alembic migrations up to ``revision`` (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = get_engine(settings)
+    command.upgrade(cfg, revision)

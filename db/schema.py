@@ -1,0 +1,182 @@
+"""SQLAlchemy 2 models of pageqa's tables. The schema itself changes only through Alembic migrations.
+
+Page numbers are 1-based everywhere. Times are ``timestamptz``; durations are milliseconds (float).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every pageqa table."""
+
+
+def _now() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class JobStatus(str, enum.Enum):
+    """Lifecycle of a job: ``queued`` until a worker starts it, then ``in_progress`` until every question ends."""
+
+    queued = "queued"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class QuestionStatus(str, enum.Enum):
+    """Lifecycle of one question: ``queued → running → answered | failed``."""
+
+    queued = "queued"
+    running = "running"
+    answered = "answered"
+    failed = "failed"
+
+
+class Corpus(Base):
+    """A named collection of documents that questions are asked against."""
+
+    __tablename__ = "corpora"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Document(Base):
+    """One ingested file (PDF or image); de-duplicated per corpus by the sha256 of its bytes."""
+
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("corpus_id", "sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text, doc="File name as given at ingest.")
+    kind: Mapped[str] = mapped_column(String(16), doc="'pdf' or 'image'.")
+    page_count: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Page(Base):
+    """One page image, downscaled to the page pixel budget and stored compressed, with its PDF text layer."""
+
+    __tablename__ = "pages"
+    __table_args__ = (UniqueConstraint("document_id", "page_number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    page_number: Mapped[int] = mapped_column(Integer, doc="1-based.")
+    width: Mapped[int] = mapped_column(Integer, doc="Stored image width in pixels.")
+    height: Mapped[int] = mapped_column(Integer, doc="Stored image height in pixels.")
+    image_format: Mapped[str] = mapped_column(String(8))
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    text: Mapped[str] = mapped_column(Text, default="", doc="PDF text layer; empty for images and scans.")
+
+    document: Mapped[Document] = relationship(lazy="joined")
+
+
+class PageEmbedding(Base):
+    """ColQwen2 multi-vector of one page: ``n_vectors`` patch embeddings of ``dim`` float16 values, padding stripped.
+
+    ``vectors`` holds the row-major bytes of a ``(n_vectors, dim) float16`` array.
+    """
+
+    __tablename__ = "page_embeddings"
+    __table_args__ = (UniqueConstraint("page_id", "model_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(Text)
+    colpali_version: Mapped[str] = mapped_column(String(32))
+    max_pixels: Mapped[int] = mapped_column(Integer)
+    n_vectors: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[int] = mapped_column(Integer)
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Job(Base):
+    """A bulk question file submitted against one corpus; per-job options are stored as JSON."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"), index=True)
+    status: Mapped[JobStatus] = mapped_column(Enum(JobStatus, name="job_status"), default=JobStatus.queued)
+    source: Mapped[str] = mapped_column(Text, doc="File name the questions came from.")
+    options: Mapped[dict] = mapped_column(JSONB, default=dict)
+    total: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = _now()
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Question(Base):
+    """One question of a job, identified by its ``custom_id`` (unique per job)."""
+
+    __tablename__ = "questions"
+    __table_args__ = (UniqueConstraint("job_id", "custom_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    custom_id: Mapped[str] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(Text)
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="SET NULL"))
+    line_number: Mapped[int] = mapped_column(Integer, doc="1-based line of the question file.")
+    status: Mapped[QuestionStatus] = mapped_column(
+        Enum(QuestionStatus, name="question_status"), default=QuestionStatus.queued, index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class Answer(Base):
+    """The one answer of a question, with the model ids that produced it and per-stage timings in milliseconds."""
+
+    __tablename__ = "answers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), unique=True)
+    answer: Mapped[str] = mapped_column(Text)
+    retriever_model: Mapped[str] = mapped_column(Text)
+    reranker_model: Mapped[str] = mapped_column(Text)
+    generator_model: Mapped[str] = mapped_column(Text)
+    retrieve_ms: Mapped[float] = mapped_column(Float)
+    rerank_ms: Mapped[float] = mapped_column(Float)
+    generate_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = _now()
+
+    citations: Mapped[list[Citation]] = relationship(order_by="Citation.rank", lazy="selectin")
+
+
+class Citation(Base):
+    """A page cited by an answer: its 1-based rank after rerank, MaxSim retrieval score and P(True) rerank score."""
+
+    __tablename__ = "citations"
+    __table_args__ = (UniqueConstraint("answer_id", "rank"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), index=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)
+    retrieval_score: Mapped[float] = mapped_column(Float)
+    rerank_score: Mapped[float] = mapped_column(Float)
+
+    page: Mapped[Page] = relationship(lazy="joined")

@@ -1,0 +1,37 @@
+"""Domain exceptions. The CLI turns them into one-line messages with exit code 1."""
+
+from __future__ import annotations
+
+
+class PageQAError(Exception):
+    """Base class of every error pageqa reports to a user."""
+
+
+class ConfigError(PageQAError):
+    """A setting is missing or inconsistent."""
+
+
+class ServiceError(PageQAError):
+    """An embedded or external service (PostgreSQL, Redis) cannot be started or reached."""
+
+
+class InputError(PageQAError):
+    """Bad user input: the message names the file and the line or page."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None, page: int | None = None):
+        message = " ".join(message.split())  # one line, whatever a library put in its message
+        where = source or ""
+        if line is not None:
+            where += f":{line}"
+        if page is not None:
+            where += f" page {page}"
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source, self.line, self.page = source, line, page
+
+
+class NotFoundError(PageQAError):
+    """A named corpus, document or job does not exist."""
+
+
+class ModelLoadError(PageQAError):
+    """A model checkpoint cannot be loaded (missing weights, no hub access, missing extra)."""

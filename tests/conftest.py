@@ -1,0 +1,149 @@
+"""Shared fixtures: a private PAGEQA_HOME with the real embedded PostgreSQL + pgvector and Redis, the tiny model
+set, and a real Celery worker process. Only model weights are replaced (by tiny random checkpoints)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="pageqa-test-"))
+
+# Set before any pageqa module reads its settings; small pixel budgets keep the tiny models fast on a CPU.
+TEST_ENV = {
+    "PAGEQA_HOME": str(_HOME),
+    "PAGEQA_MODELS": "tiny",
+    "PAGEQA_DEVICE": "cpu",
+    "PAGEQA_PAGE_MAX_PIXELS": str(400 * 500),
+    "PAGEQA_RETRIEVER_MAX_PIXELS": str(48 * 28 * 28),
+    "PAGEQA_RERANKER_MAX_PIXELS": str(32 * 28 * 28),
+    "PAGEQA_GENERATOR_MIN_PIXELS": str(4 * 28 * 28),
+    "PAGEQA_GENERATOR_MAX_PIXELS": str(32 * 28 * 28),
+    "PAGEQA_MAX_NEW_TOKENS": "8",
+    "PAGEQA_RETRIEVE_TOP_K": "5",
+    "PAGEQA_CHUNK_SIZE": "4",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+os.environ.update(TEST_ENV)
+for key in ("PAGEQA_DATABASE_URL", "PAGEQA_BROKER_URL"):
+    os.environ.pop(key, None)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    """The test settings (read from the environment set above)."""
+    from pageqa.settings import get_settings
+
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings) -> Iterator[None]:
+    """Real embedded PostgreSQL (pgvector) and Redis, migrated; stopped at the end of the session."""
+    from db import embedded
+    from scripts.cli import prepare
+    from worker import broker
+
+    prepare(settings)
+    yield
+    broker.stop(settings.home_dir)
+    embedded.stop(settings.home_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(settings):
+    """The tiny model set under PAGEQA_HOME/models/tiny, built once per session."""
+    from models.tiny import make_tiny
+
+    return make_tiny(settings.home_dir / "models" / "tiny")
+
+
+@pytest.fixture(scope="session")
+def worker(settings, services, tiny_models) -> Iterator[object]:
+    """A real ``pageqa worker --device cpu`` process consuming the real Redis queue."""
+    from worker.process import spawn_worker, stop_worker
+
+    log_path = settings.home_dir / "logs" / "test-worker.log"
+    proc = spawn_worker(env=dict(os.environ), log_path=log_path, device="cpu")
+    deadline = time.monotonic() + 180
+    while b"ready." not in (log_path.read_bytes() if log_path.exists() else b""):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_worker(proc)
+            pytest.fail(f"worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield proc
+    code = stop_worker(proc)
+    assert code == 0, f"worker exited with {code}:\n{log_path.read_text()[-3000:]}"
+
+
+def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.25):
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+PDF_PAGES = [
+    "Apple harvest 2023: 41 tonnes",
+    "Bridge inspection report: 3 cracks found",
+    "Quarterly revenue rose to 12.5 million euros",
+]
+
+
+def make_pdf(path: Path, texts: list[str]) -> Path:
+    """A PDF with one page per text, drawn with matplotlib so it has a real text layer."""
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.figure import Figure
+
+    with PdfPages(path, metadata={"Title": path.stem, "CreationDate": None}) as pdf:
+        for i, text in enumerate(texts):
+            fig = Figure(figsize=(6, 4 + i))  # pages of different sizes
+            fig.text(0.1, 0.5, text, fontsize=14)
+            ax = fig.add_axes((0.1, 0.1, 0.8, 0.3))
+            ax.plot(range(10), [(x * (i + 1)) % 7 for x in range(10)])
+            pdf.savefig(fig)
+    return path
+
+
+def make_image(path: Path, size: tuple[int, int], color: tuple[int, int, int]) -> Path:
+    """An image file with a coloured block and a label, format chosen by the suffix."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((10, 10, size[0] // 2, size[1] // 2), fill=color)
+    draw.text((12, size[1] - 30), path.stem, fill="black")
+    img.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_docs(tmp_path_factory) -> dict[str, Path]:
+    """A 3-page PDF and PNG, JPEG and WebP images of different sizes (one in a sub-folder)."""
+    root = tmp_path_factory.mktemp("docs")
+    (root / "charts").mkdir()
+    return {
+        "pdf": make_pdf(root / "report.pdf", PDF_PAGES),
+        "png": make_image(root / "red.png", (640, 480), (200, 30, 30)),
+        "jpeg": make_image(root / "charts" / "green.jpg", (300, 700), (30, 160, 30)),
+        "webp": make_image(root / "charts" / "blue.webp", (900, 300), (30, 30, 200)),
+        "root": root,
+    }

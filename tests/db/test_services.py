@@ -1,0 +1,49 @@
+"""The embedded services are real: PostgreSQL with pgvector ≥ 0.8 and a Redis that answers; start is idempotent."""
+
+from __future__ import annotations
+
+import redis
+from sqlalchemy import text
+
+from db import embedded
+from db.engine import get_engine, resolve_database_url
+from worker import broker
+
+
+def test_postgres_has_pgvector_and_the_schema(settings, services):
+    with get_engine(settings).connect() as conn:
+        version = conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar_one()
+        server = conn.execute(text("SHOW server_version_num")).scalar_one()
+        tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert tuple(int(x) for x in version.split(".")[:2]) >= (0, 8)
+    assert int(server) >= 150000
+    assert {"corpora", "documents", "pages", "page_embeddings", "jobs", "questions", "answers", "citations"} <= tables
+    assert head == "0001"
+
+
+def test_start_is_idempotent_and_reuses_the_running_servers(settings, services):
+    home = settings.home_dir
+    assert embedded.is_running(home) and broker.is_running(home)
+    pid = (embedded.pgdata_dir(home) / "postmaster.pid").read_text().splitlines()[0]
+    assert resolve_database_url(settings) == embedded.start(home)
+    assert (embedded.pgdata_dir(home) / "postmaster.pid").read_text().splitlines()[0] == pid
+    url = broker.start(home)
+    assert url == f"redis+socket://{broker.socket_path(home)}"
+    client = redis.Redis(unix_socket_path=str(broker.socket_path(home)))
+    client.set("pageqa-test-key", "1")
+    assert client.get("pageqa-test-key") == b"1"
+
+
+def test_stop_and_start_again_keeps_data(settings, services):
+    home = settings.home_dir
+    with get_engine(settings).begin() as conn:
+        conn.execute(text("INSERT INTO corpora (name) VALUES ('survives-restart') ON CONFLICT DO NOTHING"))
+    get_engine(settings).dispose()
+    assert embedded.stop(home) is True
+    assert embedded.is_running(home) is False
+    assert embedded.stop(home) is False
+    embedded.start(home)
+    with get_engine(settings).connect() as conn:
+        names = set(conn.execute(text("SELECT name FROM corpora")).scalars())
+    assert "survives-restart" in names
