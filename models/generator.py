@@ -1,0 +1,84 @@
+"""Generate: answers from Qwen2-VL-Instruct over the top reranked page images.
+
+Model card of Qwen/Qwen2-VL-7B-Instruct (chat template, multi-image input, batched generation with left padding);
+on CUDA it is loaded in 4-bit NF4 with double quantisation and bf16 compute (Dettmers et al., "QLoRA", 2023) through
+transformers' ``BitsAndBytesConfig``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+
+from models.loading import from_pretrained, set_pixel_budget
+
+log = logging.getLogger(__name__)
+
+NOT_ANSWERABLE = "Not answerable"
+PROMPT = (
+    "Answer the question using only the document pages shown above. Reply with the answer alone, as briefly as "
+    f'possible. If the pages do not contain the answer, reply exactly "{NOT_ANSWERABLE}".\nQuestion: {{question}}'
+)
+
+
+def quantization_config():
+    """4-bit NF4, double quantisation, bf16 compute: the QLoRA recipe that fits Qwen2-VL-7B in ~6 GB."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+class Qwen2VLGenerator:
+    """Qwen2-VL-Instruct answering from page images.
+
+    Args:
+        model_id: hub id or local directory (default Qwen/Qwen2-VL-7B-Instruct).
+        quantize: load in 4-bit NF4 through bitsandbytes (the default on CUDA).
+        min_pixels, max_pixels: per-image pixel budget given to the processor (aspect ratio kept).
+    """
+
+    def __init__(
+        self, model_id: str, *, device: torch.device, dtype: torch.dtype, quantize: bool,
+        min_pixels: int, max_pixels: int,
+    ):
+        from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+        self.model_id, self.device, self.quantized = model_id, device, quantize
+        extra = {"quantization_config": quantization_config()} if quantize else {"dtype": dtype}
+        self.model = from_pretrained(
+            Qwen2VLForConditionalGeneration, model_id, device_map={"": str(device)}, **extra
+        ).eval()
+        self.processor = from_pretrained(AutoProcessor, model_id)
+        self.processor.tokenizer.padding_side = "left"
+        set_pixel_budget(self.processor, max_pixels=max_pixels, min_pixels=min_pixels)
+
+    def _prompt(self, question: str, n_images: int) -> str:
+        content = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": PROMPT.format(question=question)})
+        messages = [{"role": "user", "content": content}]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def generate(
+        self, items: Sequence[tuple[str, Sequence[Image.Image]]], *, batch_size: int, max_new_tokens: int
+    ) -> list[str]:
+        """One answer per (question, page images) item, greedy decoding, ``max_new_tokens`` tokens at most."""
+        answers: list[str] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            images = [img for _, imgs in chunk for img in imgs]
+            inputs = self.processor(
+                text=[self._prompt(q, len(imgs)) for q, imgs in chunk], images=images or None,
+                padding=True, return_tensors="pt",
+            ).to(self.device)
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            new_tokens = out[:, inputs["input_ids"].shape[1] :]  # (batch, ≤ max_new_tokens)
+            texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+            answers.extend(t.strip() for t in texts)
+        return answers

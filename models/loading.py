@@ -1,0 +1,43 @@
+"""One place where checkpoints are loaded, so a missing weight or an unreachable hub reads as one clear error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from pageqa.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def from_pretrained(cls: type[T], model_id: str, **kwargs: Any) -> T:
+    """``cls.from_pretrained(model_id, **kwargs)``, the same call for hub ids and local tiny checkpoints.
+
+    Raises:
+        ModelLoadError: the checkpoint cannot be found or read (for example the hub is unreachable and the
+            weights are not cached); the message names the model id.
+    """
+    log.info("loading %s from %s", cls.__name__, model_id)
+    try:
+        return cls.from_pretrained(model_id, **kwargs)  # type: ignore[attr-defined]
+    except (OSError, ValueError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"cannot load {cls.__name__} from {model_id!r}: {first} "
+            "(real weights need the Hugging Face hub or a local copy; PAGEQA_MODELS=tiny uses random tiny ones)"
+        ) from exc
+
+
+def set_pixel_budget(processor, *, max_pixels: int, min_pixels: int | None = None) -> None:
+    """Bound the images a Qwen2-VL processor produces to ``max_pixels`` pixels (and at least ``min_pixels``).
+
+    Qwen2-VL resizes each image, keeping its aspect ratio, to a multiple of 28 × 28 pixels within
+    ``size.shortest_edge``..``size.longest_edge`` total pixels (model card of Qwen/Qwen2-VL-7B-Instruct).
+    """
+    from transformers.image_utils import SizeDict
+
+    ip = processor.image_processor
+    low = min(min_pixels if min_pixels is not None else ip.size["shortest_edge"], max_pixels)
+    ip.size = SizeDict(shortest_edge=low, longest_edge=max_pixels)

@@ -1,0 +1,80 @@
+"""Rerank: MonoQwen2-VL pointwise relevance of (query, page image) pairs.
+
+Method and prompt: model card of lightonai/MonoQwen2-VL-v0.1 (a LoRA adapter on Qwen/Qwen2-VL-2B-Instruct). The
+image comes first, then the prompt below; the score is P(True) = softmax over the last-token logits of the tokens
+"False" and "True".
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+
+from models.loading import from_pretrained, set_pixel_budget
+
+log = logging.getLogger(__name__)
+
+PROMPT = (
+    "Assert the relevance of the previous image document to the following query, answer True or False. "
+    "The query is: {query}"
+)
+
+
+class Reranker(abc.ABC):
+    """Scores (query, page image) pairs; higher is more relevant."""
+
+    model_id: str
+
+    @abc.abstractmethod
+    def score(self, pairs: Sequence[tuple[str, Image.Image]], *, batch_size: int) -> list[float]:
+        """One relevance score per pair, in input order."""
+
+
+class MonoQwen2VLReranker(Reranker):
+    """MonoQwen2-VL: base Qwen2-VL with the LoRA adapter loaded through transformers' PEFT integration.
+
+    Args:
+        base_id: the base checkpoint (Qwen/Qwen2-VL-2B-Instruct), which also provides the processor.
+        adapter_id: the LoRA adapter (lightonai/MonoQwen2-VL-v0.1).
+        max_pixels: page image budget in pixels.
+    """
+
+    def __init__(self, base_id: str, adapter_id: str, *, device: torch.device, dtype: torch.dtype, max_pixels: int):
+        from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+        self.model_id, self.device = adapter_id, device
+        self.model = from_pretrained(Qwen2VLForConditionalGeneration, base_id, dtype=dtype, device_map=str(device))
+        self.model.load_adapter(adapter_id)
+        self.model.eval()
+        self.processor = from_pretrained(AutoProcessor, base_id)
+        self.processor.tokenizer.padding_side = "left"
+        set_pixel_budget(self.processor, max_pixels=max_pixels)
+        tok = self.processor.tokenizer
+        self.true_id, self.false_id = tok.convert_tokens_to_ids("True"), tok.convert_tokens_to_ids("False")
+
+    def _prompt(self, query: str) -> str:
+        messages = [{"role": "user", "content": [
+            {"type": "image"}, {"type": "text", "text": PROMPT.format(query=query)},
+        ]}]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def score(self, pairs: Sequence[tuple[str, Image.Image]], *, batch_size: int) -> list[float]:
+        """P(True) per (query, image) pair, float in [0, 1]; batches of ``batch_size`` pairs, left-padded so the
+        last position of every row is its own last token."""
+        scores: list[float] = []
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            inputs = self.processor(
+                text=[self._prompt(q) for q, _ in chunk], images=[img for _, img in chunk],
+                padding=True, return_tensors="pt",
+            ).to(self.device)
+            logits = self.model(**inputs).logits[:, -1, :]  # (batch, vocab)
+            pair_logits = logits[:, [self.false_id, self.true_id]].float()  # (batch, 2)
+            scores.extend(torch.softmax(pair_logits, dim=-1)[:, 1].cpu().tolist())
+        return scores
+

@@ -1,0 +1,124 @@
+"""First stage: ColQwen2 late-interaction retrieval with exact MaxSim.
+
+Method: ColPali (Faysse et al., "ColPali: Efficient Document Retrieval with Vision Language Models", 2024), model
+card of vidore/colqwen2-v1.0; MaxSim as in ColBERT (Khattab & Zaharia, 2020): for a query of token vectors q_i and
+a page of patch vectors d_j, score = Σ_i max_j ⟨q_i, d_j⟩.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.loading import from_pretrained, set_pixel_budget
+
+log = logging.getLogger(__name__)
+
+COLPALI_VERSION = importlib.metadata.version("colpali-engine")
+
+
+class ColQwen2Retriever:
+    """ColQwen2 model and processor, resident on one device.
+
+    Args:
+        model_id: hub id or local directory of a ColQwen2 checkpoint (default vidore/colqwen2-v1.0).
+        device: where the model runs; ``dtype`` is its parameter dtype (bf16 on CUDA, fp32 on CPU).
+        max_pixels: page image budget in pixels (≈ 28 × 28 per visual token).
+    """
+
+    def __init__(self, model_id: str, *, device: torch.device, dtype: torch.dtype, max_pixels: int):
+        from colpali_engine.models import ColQwen2, ColQwen2Processor
+
+        self.model_id, self.device, self.max_pixels = model_id, device, max_pixels
+        self.model = from_pretrained(ColQwen2, model_id, dtype=dtype, device_map=str(device)).eval()
+        self.processor = from_pretrained(ColQwen2Processor, model_id)
+        set_pixel_budget(self.processor, max_pixels=max_pixels)
+
+    @torch.inference_mode()
+    def embed_pages(self, images: Sequence[Image.Image], *, batch_size: int) -> list[np.ndarray]:
+        """Page multi-vectors, one ``(n_tokens_i, 128) float16`` array per image, padding rows stripped.
+
+        Batches are left-padded by the processor; the attention mask marks the real rows, and only those are
+        kept, since zero padding rows would otherwise enter every later MaxSim.
+        """
+        out: list[np.ndarray] = []
+        for start in range(0, len(images), batch_size):
+            batch = self.processor.process_images(list(images[start : start + batch_size])).to(self.device)
+            emb = self.model(**batch)  # (batch, seq, 128), zeros on padding rows
+            out.extend(_strip_padding(emb, batch["attention_mask"]))
+        return out
+
+    @torch.inference_mode()
+    def embed_queries(self, queries: Sequence[str], *, batch_size: int) -> list[torch.Tensor]:
+        """Query multi-vectors, one ``(n_tokens_i, 128) float32`` CPU tensor per query, padding stripped."""
+        out: list[torch.Tensor] = []
+        for start in range(0, len(queries), batch_size):
+            batch = self.processor.process_queries(list(queries[start : start + batch_size])).to(self.device)
+            emb = self.model(**batch)  # (batch, seq, 128)
+            out.extend(torch.from_numpy(v.astype(np.float32)) for v in _strip_padding(emb, batch["attention_mask"]))
+        return out
+
+
+def _strip_padding(emb: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
+    """Split ``(batch, seq, dim)`` embeddings into per-row ``(n_real, dim) float16`` arrays using ``mask``."""
+    keep = mask.bool().cpu()
+    emb = emb.float().cpu()
+    return [emb[i][keep[i]].numpy().astype(np.float16) for i in range(emb.shape[0])]
+
+
+@dataclass
+class PackedPages:
+    """Page multi-vectors packed for batched MaxSim: ``vectors (n_pages, max_tokens, dim)`` padded with zeros,
+    ``mask (n_pages, max_tokens) bool``. Built once per corpus version and cached by the worker."""
+
+    vectors: torch.Tensor
+    mask: torch.Tensor
+
+    @classmethod
+    def pack(cls, pages: Sequence[np.ndarray], *, device: torch.device, dtype: torch.dtype) -> PackedPages:
+        """Pack ``(n_i, dim) float16`` arrays; dtype float32 on the CPU, float16/bfloat16 on CUDA."""
+        if not pages:
+            return cls(torch.zeros(0, 1, 128, dtype=dtype, device=device), torch.zeros(0, 1, dtype=torch.bool))
+        lengths = torch.tensor([p.shape[0] for p in pages])
+        padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(p) for p in pages], batch_first=True)
+        mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]  # (n_pages, max_tokens)
+        return cls(padded.to(device=device, dtype=dtype), mask.to(device))
+
+
+def maxsim_scores(
+    queries: Sequence[torch.Tensor], pages: PackedPages, *, page_block: int = 256
+) -> torch.Tensor:
+    """Exact late-interaction MaxSim of every query against every page.
+
+    Args:
+        queries: per query a ``(n_q_tokens, dim)`` tensor.
+        pages: packed page multi-vectors.
+        page_block: pages scored per step, bounding memory to about
+            ``n_queries × max_q_tokens × page_block × max_tokens`` scores.
+
+    Returns:
+        ``(n_queries, n_pages) float32`` CPU tensor of Σ_i max_j ⟨q_i, d_j⟩.
+    """
+    n_pages = pages.vectors.shape[0]
+    if not queries or n_pages == 0:
+        return torch.zeros(len(queries), n_pages)
+    device, dtype = pages.vectors.device, pages.vectors.dtype
+    q = torch.nn.utils.rnn.pad_sequence(list(queries), batch_first=True).to(device=device, dtype=dtype)
+    q_mask = torch.nn.utils.rnn.pad_sequence(
+        [torch.ones(len(t), dtype=torch.bool) for t in queries], batch_first=True
+    ).to(device)  # (n_queries, max_q_tokens)
+    out = torch.empty(len(queries), n_pages)
+    for start in range(0, n_pages, page_block):
+        block = pages.vectors[start : start + page_block]  # (b, max_tokens, dim)
+        sim = torch.einsum("qid,pjd->qpij", q, block)  # (n_queries, b, max_q_tokens, max_tokens)
+        sim = sim.masked_fill(~pages.mask[start : start + page_block][None, :, None, :], float("-inf"))
+        best = sim.max(dim=-1).values  # (n_queries, b, max_q_tokens)
+        best = best.masked_fill(~q_mask[:, None, :], 0.0)
+        out[:, start : start + page_block] = best.sum(dim=-1).float().cpu()
+    return out

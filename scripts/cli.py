@@ -1,0 +1,252 @@
+"""The ``pageqa`` command line. Each command's help text is its docstring."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pageqa.errors import PageQAError
+from pageqa.settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False)
+services_app = typer.Typer(no_args_is_help=True, help="Manage the embedded PostgreSQL and Redis.")
+models_app = typer.Typer(no_args_is_help=True, help="Model checkpoints.")
+app.add_typer(services_app, name="services")
+app.add_typer(models_app, name="models")
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+_prepared = False
+
+
+def prepare(settings: Settings) -> None:
+    """Start (or reuse) the services and apply migrations; once per process."""
+    global _prepared
+    if _prepared:
+        return
+    from db.engine import migrate
+    from worker.app import resolve_broker_url
+
+    resolve_broker_url(settings)
+    migrate(settings)
+    _prepared = True
+
+
+@services_app.command("start")
+def services_start() -> None:
+    """Start the embedded PostgreSQL (with pgvector) and Redis under PAGEQA_HOME, and apply migrations."""
+    settings = get_settings()
+    prepare(settings)
+    services_status()
+
+
+@services_app.command("stop")
+def services_stop() -> None:
+    """Stop the embedded PostgreSQL and Redis (data is kept under PAGEQA_HOME)."""
+    from db import embedded
+    from worker import broker
+
+    home = get_settings().home_dir
+    console.print(f"redis-server: {'stopped' if broker.stop(home) else 'was not running'}")
+    console.print(f"postgres: {'stopped' if embedded.stop(home) else 'was not running'}")
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show whether each service is running and where."""
+    from db import embedded
+    from worker import broker
+
+    settings = get_settings()
+    home = settings.home_dir
+    if settings.database_url:
+        console.print(f"postgres: external ({settings.database_url.split('@')[-1]})")
+    else:
+        state = "running" if embedded.is_running(home) else "stopped"
+        console.print(f"postgres: embedded, {state} ({embedded.pgdata_dir(home)})")
+    if settings.broker_url:
+        console.print(f"redis: external ({settings.broker_url.split('@')[-1]})")
+    else:
+        state = "running" if broker.is_running(home) else "stopped"
+        console.print(f"redis: embedded, {state} ({broker.socket_path(home)})")
+
+
+@models_app.command("make-tiny")
+def models_make_tiny(
+    directory: Annotated[Path | None, typer.Argument(help="Default: PAGEQA_HOME/models/tiny")] = None,
+    overwrite: bool = False,
+) -> None:
+    """Build tiny, randomly initialised Qwen2-VL, ColQwen2 and MonoQwen2-VL (LoRA) checkpoints for tests and
+    CPU demos. They load through the same from_pretrained code as the real ones; their answers are meaningless."""
+    from models.tiny import make_tiny
+
+    target = directory or get_settings().home_dir / "models" / "tiny"
+    tiny = make_tiny(target, overwrite=overwrite)
+    console.print(f"tiny model set in {tiny.root}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="PDFs, PNG/JPEG/WebP images, or folders of them.")],
+    corpus: Annotated[str, typer.Option(help="Corpus name (created when missing).")],
+    wait: Annotated[bool, typer.Option(help="Wait until the workers have embedded every page.")] = True,
+) -> None:
+    """Ingest documents into a corpus: rasterise, store page images and text, queue page embedding."""
+    from scripts import progress
+    from scripts.ingest import expand_paths, ingest_files
+
+    settings = get_settings()
+    prepare(settings)
+    files = expand_paths(paths)
+    with progress.bar("reading documents", total=len(files)) as advance:
+        report = ingest_files(settings, corpus=corpus, files=files, on_file=lambda _p: advance())
+    for error in report.errors:
+        err_console.print(f"[red]error[/red] {error}", highlight=False)
+    console.print(f"{len(report.added)} documents added ({report.pages} pages), {len(report.duplicates)} duplicates skipped")
+    progress.embed_and_wait(settings, corpus=corpus, wait=wait)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="CSV (custom_id,question[,document]) or JSONL.")],
+    corpus: Annotated[str, typer.Option(help="Corpus to answer from.")],
+    retrieve_top_k: Annotated[int | None, typer.Option(min=1)] = None,
+    rerank_top_k: Annotated[int | None, typer.Option(min=1, help="Pages passed to the generator.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=1, help="Questions per worker task.")] = None,
+    document_field: Annotated[str, typer.Option(help="Column naming the document to search in.")] = "document",
+    strict: Annotated[bool, typer.Option(help="Refuse the whole file if any row is invalid.")] = False,
+) -> None:
+    """Submit a question file as a job; prints the job id."""
+    from scripts.jobs import submit_file
+
+    settings = get_settings()
+    prepare(settings)
+    options = {k: v for k, v in {
+        "retrieve_top_k": retrieve_top_k, "rerank_top_k": rerank_top_k, "max_new_tokens": max_new_tokens,
+        "chunk_size": chunk_size,
+    }.items() if v is not None}
+    result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict,
+                         document_field=document_field)
+    for error in result.errors:
+        err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False)
+    err_console.print(f"{result.total} questions queued")
+    console.print(result.job_id)
+
+
+@app.command()
+def status(
+    job_id: str,
+    watch: Annotated[bool, typer.Option(help="Follow the job with a progress bar until it ends.")] = False,
+) -> None:
+    """Show a job's status and question counts."""
+    from scripts import progress
+    from scripts.jobs import job_status
+
+    settings = get_settings()
+    prepare(settings)
+    view = progress.watch_job(settings, job_id=job_id) if watch else job_status(settings, job_id=job_id)
+    c = view.counts
+    console.print(
+        f"{view.job_id} {view.status}: {c['answered']} answered, {c['failed']} failed, {c['running']} running, "
+        f"{c['queued']} queued of {view.total} ({view.elapsed_s:.1f} s)"
+    )
+
+
+@app.command()
+def results(
+    job_id: str,
+    format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default: stdout.")] = None,
+) -> None:
+    """Write each question's answer, or its error, with citations, joined by custom_id."""
+    from scripts.jobs import result_records, to_csv, to_jsonl
+
+    if format not in ("jsonl", "csv"):
+        raise PageQAError(f"--format must be jsonl or csv, not {format!r}")
+    settings = get_settings()
+    prepare(settings)
+    chunks = (to_jsonl if format == "jsonl" else to_csv)(result_records(settings, job_id=job_id))
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return
+    with output.open("w", encoding="utf-8", newline="") as fh:
+        fh.writelines(chunks)
+    err_console.print(f"results written to {output}")
+
+
+@app.command()
+def jobs(limit: int = 20) -> None:
+    """List the most recent jobs."""
+    from rich.table import Table
+
+    from db import jobs as jobs_db
+    from db.engine import session_scope
+
+    settings = get_settings()
+    prepare(settings)
+    table = Table("job", "status", "questions", "source", "created")
+    with session_scope(settings) as session:
+        for job in jobs_db.latest_jobs(session, limit=limit):
+            table.add_row(job.id, job.status.value, str(job.total), job.source, f"{job.created_at:%Y-%m-%d %H:%M:%S}")
+    console.print(table)
+
+
+@app.command()
+def worker(
+    gpu: Annotated[int | None, typer.Option(help="GPU index to pin (sets CUDA_VISIBLE_DEVICES).")] = None,
+    device: Annotated[str | None, typer.Option(help="Run on this device instead, e.g. 'cpu'.")] = None,
+    loglevel: str = "INFO",
+) -> None:
+    """Run one Celery worker (solo pool, one task at a time) with the models resident; one per GPU."""
+    import os
+
+    from worker.start import pin_gpu, run_worker
+
+    if gpu is not None and device is not None and device != "cuda":
+        raise PageQAError("use either --gpu N or --device, not both")
+    pin_gpu(gpu)
+    if device is not None:
+        os.environ["PAGEQA_DEVICE"] = device
+    elif gpu is not None:
+        os.environ["PAGEQA_DEVICE"] = "cuda"
+    get_settings.cache_clear()
+    prepare(get_settings())
+    run_worker(gpu=gpu, loglevel=loglevel)
+
+
+@app.command()
+def demo(
+    questions: Annotated[int, typer.Option(min=1, help="Questions to ask.")] = 24,
+    countries: Annotated[int, typer.Option(min=1, help="Country pages in the sample PDF.")] = 24,
+) -> None:
+    """The main job on real data: Gapminder life-expectancy charts → ingest → submit → worker → results table."""
+    from scripts.demo import run_demo
+
+    run_demo(get_settings(), n_questions=questions, n_countries=countries, console=console)
+
+
+def main() -> None:
+    """Entry point: domain errors become one line on stderr and exit code 1."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start = time.monotonic()
+    try:
+        app()
+    except PageQAError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    finally:
+        logging.getLogger(__name__).debug("done in %.1f s", time.monotonic() - start)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""``pageqa demo``: the main job end to end on real data.
+
+Builds Our-World-in-Data-style life-expectancy charts from the Gapminder data into a PDF, writes questions whose
+gold answers and gold pages come from the data, starts the services and a worker, ingests, submits, follows the
+job, and prints each answer with its cited page and whether the gold page was cited.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from pageqa.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CORPUS = "gapminder-demo"
+
+
+def choose_model_set(settings: Settings) -> tuple[Settings, str]:
+    """The settings to run the demo with, and one line saying which model set and why."""
+    if settings.models == "tiny":
+        return settings, "model set: tiny (PAGEQA_MODELS=tiny); random weights, so answers are meaningless by design"
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "no CUDA GPU here, and the real 2B/7B models need one and the Hugging Face hub"
+    elif os.environ.get("HF_HUB_OFFLINE") == "1":
+        why = "HF_HUB_OFFLINE=1, and the real weights come from the Hugging Face hub"
+    else:
+        return settings, f"model set: real ({settings.model_ids()['generator']} and friends, on CUDA)"
+    tiny = settings.model_copy(update={"models": "tiny"})
+    return tiny, f"model set: tiny, because {why}; random weights, so answers are meaningless by design"
+
+
+def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console: Console) -> None:
+    """Run the whole demo; raises PageQAError subclasses on service or input failures."""
+    from scripts.cli import prepare
+    from scripts.demo_data import build_demo_corpus
+    from scripts.ingest import ingest_files
+    from scripts.jobs import result_records, submit_file
+    from scripts.progress import embed_and_wait, watch_job
+    from worker.process import spawn_worker, stop_worker
+
+    settings, why = choose_model_set(settings)
+    console.print(why)
+    home = settings.home_dir
+    started = time.monotonic()
+    prepare(settings)
+    if settings.models == "tiny":
+        from models.tiny import make_tiny
+
+        make_tiny(home / "models" / "tiny")
+    data = build_demo_corpus(home / "demo", n_countries=n_countries, n_questions=n_questions)
+    console.print(f"sample corpus: {data.pdf} ({len(data.pages)} pages), {len(data.questions)} questions")
+    env = {**os.environ, "PAGEQA_MODELS": settings.models, "PAGEQA_HOME": str(home)}
+    proc = spawn_worker(env=env, log_path=home / "logs" / "demo-worker.log", device=settings.device)
+    try:
+        report = ingest_files(settings, corpus=CORPUS, files=[data.pdf])
+        for error in report.errors:
+            console.print(f"[red]error[/red] {error}")
+        embed_and_wait(settings, corpus=CORPUS, wait=True)
+        job = submit_file(settings, path=data.questions_file, corpus=CORPUS, options={})
+        console.print(f"job {job.job_id}: {job.total} questions queued")
+        final = watch_job(settings, job_id=job.job_id)
+        records = {r["custom_id"]: r for r in result_records(settings, job_id=job.job_id)}
+    finally:
+        stop_worker(proc)
+    _print_results(console, data.questions, records)
+    console.print(f"job {final.job_id} {final.status} in {final.elapsed_s:.1f} s; whole demo {time.monotonic() - started:.1f} s")
+
+
+def _print_results(console: Console, questions, records: dict[str, dict]) -> None:
+    table = Table("id", "question", "gold", "answer", "cited (top 3)", "gold page cited", show_lines=False)
+    hits = top1 = 0
+    for q in questions:
+        r = records.get(q.custom_id, {})
+        cites = r.get("citations") or []
+        pages = [c["page"] for c in cites]
+        hit = q.gold_page in pages
+        hits += hit
+        top1 += bool(pages) and pages[0] == q.gold_page
+        answer = r.get("answer") if r.get("status") == "answered" else f"[red]{r.get('error') or r.get('status')}[/red]"
+        cited = ", ".join(f"p.{p}" for p in pages) or "-"
+        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", _short(answer), cited,
+                      "[green]yes[/green]" if hit else "no")
+    console.print(table)
+    n = max(len(questions), 1)
+    console.print(f"gold page cited for {hits}/{len(questions)} questions ({hits / n:.0%}); "
+                  f"ranked first for {top1}/{len(questions)} ({top1 / n:.0%})")
+
+
+def _short(text: str | None, limit: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

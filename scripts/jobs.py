@@ -1,0 +1,149 @@
+"""Job operations behind the CLI: submit a question file, read status, export results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from db import corpus as corpus_db
+from db import jobs as jobs_db
+from db.engine import session_scope
+from pageqa.errors import InputError
+from pageqa.settings import Settings
+from scripts.questions import parse_question_file
+from tasks.enqueue import enqueue_questions
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submitted job: its id, questions queued, and one-line errors of the rows left out."""
+
+    job_id: str
+    total: int
+    errors: list[str]
+
+
+def submit_file(
+    settings: Settings, *, path: Path, corpus: str, options: dict, strict: bool = False,
+    document_field: str = "document",
+) -> Submitted:
+    """Validate a question file, store the job and its questions, then enqueue them in chunks.
+
+    Rows with errors (including an unknown ``document``) are left out and reported, unless ``strict``.
+
+    Raises:
+        InputError: the file is unreadable, has no valid row, or (``strict``) has any invalid row.
+        NotFoundError: the corpus does not exist.
+    """
+    parsed = parse_question_file(path, document_field=document_field)
+    errors = list(parsed.errors)
+    with session_scope(settings) as session:
+        corpus_row = corpus_db.get_corpus(session, name=corpus)
+        docs = corpus_db.documents_by_name(session, corpus_id=corpus_row.id)
+        new = []
+        for row in parsed.rows:
+            doc = docs.get(row.document) if row.document else None
+            if row.document and doc is None:
+                errors.append(InputError(f"document {row.document!r} is not in corpus {corpus!r}", source=str(path), line=row.line))
+                continue
+            new.append(jobs_db.NewQuestion(row.custom_id, row.question, doc.id if doc else None, row.line))
+        if strict and errors:
+            raise InputError(f"{len(errors)} invalid rows (--strict); first: {errors[0]}")
+        if not new:
+            first = f"; first error: {errors[0]}" if errors else ""
+            raise InputError(f"no valid question{first}", source=str(path))
+        job = jobs_db.create_job(session, corpus_id=corpus_row.id, source=path.name, options=options, questions=new)
+        job_id = job.id
+        ids = jobs_db.question_ids(session, job_id=job_id)
+    chunk = int(options.get("chunk_size") or settings.chunk_size)
+    enqueue_questions(settings, question_ids=ids, chunk_size=chunk)
+    return Submitted(job_id, len(ids), [str(e) for e in sorted(errors, key=lambda e: e.line or 0)])
+
+
+@dataclass(frozen=True)
+class JobStatusView:
+    """A job's status and per-status question counts."""
+
+    job_id: str
+    status: str
+    total: int
+    counts: dict[str, int]
+    elapsed_s: float
+
+    @property
+    def done(self) -> int:
+        return self.counts["answered"] + self.counts["failed"]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled")
+
+
+def job_status(settings: Settings, *, job_id: str) -> JobStatusView:
+    """The job's current status. Raises NotFoundError for an unknown id."""
+    with session_scope(settings) as session:
+        job = jobs_db.get_job(session, job_id=job_id)
+        counts = jobs_db.status_counts(session, job_id=job_id)
+        return JobStatusView(job.id, job.status.value, job.total, counts, jobs_db.elapsed_s(job))
+
+
+def result_records(settings: Settings, *, job_id: str) -> Iterator[dict]:
+    """One record per question in file order: ``custom_id``, status, answer or error, citations (document,
+    1-based page, rank, scores), per-stage milliseconds and model ids."""
+    with session_scope(settings) as session:
+        jobs_db.get_job(session, job_id=job_id)
+        rows = jobs_db.answered_questions(session, job_id=job_id)
+        for q, a in rows:
+            record = {"custom_id": q.custom_id, "question": q.question, "status": q.status.value}
+            if a is None:
+                record["error"] = q.last_error
+            else:
+                record["answer"] = a.answer
+                record["citations"] = [
+                    {"document": c.page.document.source, "document_id": c.page.document_id,
+                     "page": c.page.page_number, "rank": c.rank,
+                     "retrieval_score": round(c.retrieval_score, 4), "rerank_score": round(c.rerank_score, 4)}
+                    for c in a.citations
+                ]
+                record["timings_ms"] = {"retrieve": round(a.retrieve_ms, 2), "rerank": round(a.rerank_ms, 2),
+                                        "generate": round(a.generate_ms, 2)}
+                record["models"] = {"retriever": a.retriever_model, "reranker": a.reranker_model,
+                                    "generator": a.generator_model}
+            yield record
+
+
+CSV_FIELDS = ["custom_id", "question", "status", "answer", "error", "citations",
+              "top_document", "top_page", "top_retrieval_score", "top_rerank_score",
+              "retrieve_ms", "rerank_ms", "generate_ms"]
+
+
+def to_jsonl(records: Iterator[dict]) -> Iterator[str]:
+    """Results as JSON lines."""
+    for r in records:
+        yield json.dumps(r, ensure_ascii=False) + "\n"
+
+
+def to_csv(records: Iterator[dict]) -> Iterator[str]:
+    """Results as CSV rows; ``citations`` is ``document#page`` joined by ``;`` in rank order."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for r in records:
+        cites = r.get("citations") or []
+        top = cites[0] if cites else {}
+        t = r.get("timings_ms") or {}
+        writer.writerow({
+            "custom_id": r["custom_id"], "question": r["question"], "status": r["status"],
+            "answer": r.get("answer", ""), "error": r.get("error") or "",
+            "citations": ";".join(f"{c['document']}#{c['page']}" for c in cites),
+            "top_document": top.get("document", ""), "top_page": top.get("page", ""),
+            "top_retrieval_score": top.get("retrieval_score", ""), "top_rerank_score": top.get("rerank_score", ""),
+            "retrieve_ms": t.get("retrieve", ""), "rerank_ms": t.get("rerank", ""), "generate_ms": t.get("generate", ""),
+        })
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()

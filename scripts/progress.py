@@ -1,0 +1,69 @@
+"""Progress bars (rich) for long CLI work: reading documents, waiting for embeddings, following a job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from db import corpus as corpus_db
+from db.engine import session_scope
+from pageqa.settings import Settings
+from scripts.jobs import JobStatusView, job_status
+from tasks.enqueue import enqueue_embedding
+
+POLL_S = 0.5
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+@contextmanager
+def bar(description: str, *, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar; yields a function that advances it by one."""
+    with _progress() as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
+
+
+def embed_and_wait(settings: Settings, *, corpus: str, wait: bool) -> None:
+    """Queue every page of the corpus not yet embedded by the configured retriever; optionally wait for them."""
+    model_id = settings.model_ids()["retriever"]
+    with session_scope(settings) as session:
+        corpus_id = corpus_db.get_corpus(session, name=corpus).id
+        todo = corpus_db.page_ids_without_embedding(session, corpus_id=corpus_id, model_id=model_id)
+        total = corpus_db.count_pages(session, corpus_id=corpus_id)
+    if todo:
+        enqueue_embedding(settings, page_ids=todo)
+    if not wait or not todo:
+        return
+    with _progress() as progress:
+        task = progress.add_task("embedding pages (needs a running worker)", total=total)
+        while True:
+            with session_scope(settings) as session:
+                done = corpus_db.count_pages(session, corpus_id=corpus_id, model_id=model_id)
+            progress.update(task, completed=done)
+            if done >= total:
+                return
+            time.sleep(POLL_S)
+
+
+def watch_job(settings: Settings, *, job_id: str) -> JobStatusView:
+    """Follow a job with a progress bar until it is completed, failed or cancelled; returns the final status."""
+    view = job_status(settings, job_id=job_id)
+    with _progress() as progress:
+        task = progress.add_task(f"{job_id} {view.status}", total=view.total)
+        while True:
+            progress.update(task, completed=view.done, description=f"{job_id} {view.status}")
+            if view.finished:
+                return view
+            time.sleep(POLL_S)
+            view = job_status(settings, job_id=job_id)

@@ -1,0 +1,81 @@
+"""Task: answer a chunk of questions through the resident pipeline and write answers with citations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from PIL import Image
+
+from db import corpus as corpus_db
+from db import jobs as jobs_db
+from db.engine import session_scope
+from models.images import decode_image
+from models.pipeline import ChunkQuestion, Options
+from pageqa.settings import Settings, get_settings
+from tasks.enqueue import ANSWER_CHUNK
+from worker import resident
+from worker.app import app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=ANSWER_CHUNK)
+def answer_chunk(question_ids: list[int]) -> int:
+    """Answer the still-queued questions among ``question_ids`` (all of one job); returns answers written.
+
+    The chunk's questions are claimed (``running``) in one transaction, answered with one batched call per stage,
+    and each answer is written with its citations and state change; a model error marks the chunk's questions
+    ``failed`` with the error, and the job is completed once no question is left.
+    """
+    settings = get_settings()
+    with session_scope(settings) as session:
+        claimed = jobs_db.claim_questions(session, ids=question_ids)
+        if not claimed:
+            return 0
+        job = jobs_db.get_job(session, job_id=claimed[0].job_id)
+        corpus_id, job_id, raw_options = job.corpus_id, job.id, dict(job.options)
+        questions = [ChunkQuestion(q.id, q.question, q.document_id) for q in claimed]
+    options = job_options(settings, raw_options)
+    try:
+        pipe = resident.pipeline(settings)
+        index = resident.corpus_index(settings, corpus_id=corpus_id)
+        answers = pipe.answer_chunk(questions, index, options=options, load_images=lambda ids: _images(settings, ids))
+    except Exception as exc:  # any model or data error fails this chunk's questions, never the worker
+        log.exception("chunk of %d questions of %s failed", len(questions), job_id)
+        with session_scope(settings) as session:
+            jobs_db.record_failure(session, ids=[q.question_id for q in questions], error=_one_line(exc))
+            jobs_db.finish_jobs(session, job_ids=[job_id])
+        return 0
+    written = 0
+    with session_scope(settings) as session:
+        for a in answers:
+            written += jobs_db.record_answer(session, new=jobs_db.NewAnswer(
+                question_id=a.question_id, answer=a.answer,
+                citations=[jobs_db.NewCitation(c.page_id, c.rank, c.retrieval_score, c.rerank_score)
+                           for c in a.citations],
+                **pipe.model_ids,
+                retrieve_ms=a.timings_ms["retrieve"], rerank_ms=a.timings_ms["rerank"],
+                generate_ms=a.timings_ms["generate"],
+            ))
+        jobs_db.finish_jobs(session, job_ids=[job_id])
+    return written
+
+
+def job_options(settings: Settings, raw: dict) -> Options:
+    """A job's stored options over the settings' defaults."""
+    return Options(
+        retrieve_top_k=int(raw.get("retrieve_top_k") or settings.retrieve_top_k),
+        rerank_top_k=int(raw.get("rerank_top_k") or settings.rerank_top_k),
+        max_new_tokens=int(raw.get("max_new_tokens") or settings.max_new_tokens),
+    )
+
+
+def _images(settings: Settings, page_ids: Sequence[int]) -> dict[int, Image.Image]:
+    with session_scope(settings) as session:
+        return {p.id: decode_image(p.image) for p in corpus_db.load_pages(session, page_ids=page_ids)}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,33 @@
+"""Sending tasks by name, so the CLI never imports the model code. Only ids travel through the broker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pageqa.settings import Settings
+from worker.app import get_app
+
+EMBED_PAGES = "pageqa.embed_pages"
+ANSWER_CHUNK = "pageqa.answer_chunk"
+
+
+def _chunks(ids: Sequence[int], size: int) -> list[list[int]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+def enqueue_embedding(settings: Settings, *, page_ids: Sequence[int]) -> int:
+    """Queue page embedding in tasks of ``embed_task_pages`` pages; returns the number of tasks."""
+    app = get_app(settings)
+    chunks = _chunks(page_ids, settings.embed_task_pages)
+    for chunk in chunks:
+        app.send_task(EMBED_PAGES, args=[chunk], queue=settings.worker_queue)
+    return len(chunks)
+
+
+def enqueue_questions(settings: Settings, *, question_ids: Sequence[int], chunk_size: int) -> int:
+    """Queue questions in chunks of ``chunk_size`` (call only after the job's rows committed); returns tasks sent."""
+    app = get_app(settings)
+    chunks = _chunks(question_ids, chunk_size)
+    for chunk in chunks:
+        app.send_task(ANSWER_CHUNK, args=[chunk], queue=settings.worker_queue)
+    return len(chunks)

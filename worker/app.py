@@ -1,0 +1,51 @@
+"""The Celery application: Redis carries task ids only; Postgres holds every state.
+
+Configuration follows Celery's guide for long GPU tasks: late acknowledgement (a task is acknowledged after it
+ran, so a lost worker's task is delivered again), prefetch multiplier 1 (a worker holds one task at a time), and a
+Redis visibility timeout longer than any chunk takes.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from pageqa.settings import Settings, get_settings
+from worker import broker
+
+app = Celery("pageqa", include=["tasks.embed", "tasks.answer"])
+_configured_for: str | None = None
+
+VISIBILITY_TIMEOUT_S = 6 * 3600
+
+
+def resolve_broker_url(settings: Settings) -> str:
+    """``PAGEQA_BROKER_URL`` if set, else the embedded redis-server's URL (started when needed).
+
+    Raises:
+        ServiceError: the embedded redis-server cannot be started.
+    """
+    return settings.broker_url or broker.start(settings.home_dir)
+
+
+def get_app(settings: Settings | None = None) -> Celery:
+    """The Celery app configured for ``settings`` (default: the process settings); configured once per process."""
+    global _configured_for
+    settings = settings or get_settings()
+    url = resolve_broker_url(settings)
+    if _configured_for != url:
+        transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+        app.conf.update(
+            broker_url=url,
+            broker_transport_options=transport,
+            broker_connection_retry_on_startup=True,
+            task_default_queue=settings.worker_queue,
+            task_acks_late=True,
+            task_ignore_result=True,
+            task_serializer="json",
+            accept_content=["json"],
+            worker_prefetch_multiplier=1,
+            worker_hijack_root_logger=False,
+            worker_send_task_events=False,
+        )
+        _configured_for = url
+    return app
