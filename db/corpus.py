@@ -135,10 +135,8 @@ def store_embeddings(
     ]
     if not rows:
         return 0
-    result = session.execute(
-        insert(PageEmbedding).values(rows).on_conflict_do_nothing(index_elements=["page_id", "model_id"])
-    )
-    return result.rowcount or 0
+    stmt = insert(PageEmbedding).values(rows).on_conflict_do_nothing(index_elements=["page_id", "model_id"])
+    return len(session.scalars(stmt.returning(PageEmbedding.id)).all())
 
 
 @dataclass(frozen=True)
