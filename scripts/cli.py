@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +25,23 @@ err_console = Console(stderr=True, soft_wrap=True)
 _prepared = False
 
 
+def command(group: typer.Typer, *args, **kwargs):
+    """``group.command`` whose PageQAError becomes one line on stderr and exit code 1."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def run(*a, **k):
+            try:
+                return fn(*a, **k)
+            except PageQAError as exc:
+                err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+
+        return group.command(*args, **kwargs)(run)
+
+    return decorate
+
+
 def prepare(settings: Settings) -> None:
     """Start (or reuse) the services and apply migrations; once per process."""
     global _prepared
@@ -38,7 +55,7 @@ def prepare(settings: Settings) -> None:
     _prepared = True
 
 
-@services_app.command("start")
+@command(services_app, "start")
 def services_start() -> None:
     """Start the embedded PostgreSQL (with pgvector) and Redis under PAGEQA_HOME, and apply migrations."""
     settings = get_settings()
@@ -46,7 +63,7 @@ def services_start() -> None:
     services_status()
 
 
-@services_app.command("stop")
+@command(services_app, "stop")
 def services_stop() -> None:
     """Stop the embedded PostgreSQL and Redis (data is kept under PAGEQA_HOME)."""
     from db import embedded
@@ -57,7 +74,7 @@ def services_stop() -> None:
     console.print(f"postgres: {'stopped' if embedded.stop(home) else 'was not running'}")
 
 
-@services_app.command("status")
+@command(services_app, "status")
 def services_status() -> None:
     """Show whether each service is running and where."""
     from db import embedded
@@ -77,7 +94,7 @@ def services_status() -> None:
         console.print(f"redis: embedded, {state} ({broker.socket_path(home)})")
 
 
-@models_app.command("make-tiny")
+@command(models_app, "make-tiny")
 def models_make_tiny(
     directory: Annotated[Path | None, typer.Argument(help="Default: PAGEQA_HOME/models/tiny")] = None,
     overwrite: bool = False,
@@ -91,7 +108,7 @@ def models_make_tiny(
     console.print(f"tiny model set in {tiny.root}")
 
 
-@app.command()
+@command(app)
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="PDFs, PNG/JPEG/WebP images, or folders of them.")],
     corpus: Annotated[str, typer.Option(help="Corpus name (created when missing).")],
@@ -114,7 +131,7 @@ def ingest(
         raise typer.Exit(1)
 
 
-@app.command()
+@command(app)
 def submit(
     file: Annotated[Path, typer.Argument(help="CSV (custom_id,question[,document]) or JSONL.")],
     corpus: Annotated[str, typer.Option(help="Corpus to answer from.")],
@@ -142,7 +159,7 @@ def submit(
     console.print(result.job_id)
 
 
-@app.command()
+@command(app)
 def status(
     job_id: str,
     watch: Annotated[bool, typer.Option(help="Follow the job with a progress bar until it ends.")] = False,
@@ -161,7 +178,7 @@ def status(
     )
 
 
-@app.command()
+@command(app)
 def results(
     job_id: str,
     format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
@@ -184,7 +201,7 @@ def results(
     err_console.print(f"results written to {output}")
 
 
-@app.command()
+@command(app)
 def jobs(limit: int = 20) -> None:
     """List the most recent jobs."""
     from rich.table import Table
@@ -201,7 +218,7 @@ def jobs(limit: int = 20) -> None:
     console.print(table)
 
 
-@app.command()
+@command(app)
 def worker(
     gpu: Annotated[int | None, typer.Option(help="GPU index to pin (sets CUDA_VISIBLE_DEVICES).")] = None,
     device: Annotated[str | None, typer.Option(help="Run on this device instead, e.g. 'cpu'.")] = None,
@@ -224,7 +241,7 @@ def worker(
     run_worker(gpu=gpu, loglevel=loglevel)
 
 
-@app.command()
+@command(app)
 def demo(
     questions: Annotated[int, typer.Option(min=1, help="Questions to ask.")] = 24,
     countries: Annotated[int, typer.Option(min=1, help="Country pages in the sample PDF.")] = 24,
@@ -236,16 +253,9 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: domain errors become one line on stderr and exit code 1."""
+    """Entry point of the ``pageqa`` command."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    start = time.monotonic()
-    try:
-        app()
-    except PageQAError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(1)
-    finally:
-        logging.getLogger(__name__).debug("done in %.1f s", time.monotonic() - start)
+    app()
 
 
 if __name__ == "__main__":

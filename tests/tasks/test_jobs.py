@@ -1,0 +1,170 @@
+"""End to end through the real services: CLI → Postgres → Redis → a real Celery worker → answers in Postgres."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from conftest import wait_for
+from db.engine import session_scope
+from db.schema import Answer, Citation, Corpus, Document, Page, PageEmbedding, Question
+from scripts.cli import app
+
+pytestmark = pytest.mark.models
+CORPUS = "e2e"
+runner = CliRunner()
+
+
+def cli(*args: str, ok: bool = True):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def corpus(settings, worker, sample_docs):
+    """The sample documents ingested into corpus ``e2e`` and embedded by the worker."""
+    cli("ingest", str(sample_docs["root"]), "--corpus", CORPUS)  # waits for the embeddings
+    return CORPUS
+
+
+def _run_job(settings, path) -> str:
+    job_id = cli("submit", str(path), "--corpus", CORPUS).stdout.strip().splitlines()[-1]
+    assert job_id.startswith("job_")
+    final = cli("status", job_id, "--watch")
+    assert "completed" in final.stdout
+    return job_id
+
+
+def test_every_page_is_embedded_without_padding_rows(settings, corpus):
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Page.id, PageEmbedding.n_vectors, PageEmbedding.dim, PageEmbedding.vectors, PageEmbedding.model_id)
+            .join(Document, Document.id == Page.document_id).join(Corpus, Corpus.id == Document.corpus_id)
+            .outerjoin(PageEmbedding, PageEmbedding.page_id == Page.id)
+            .where(Corpus.name == corpus)
+        ).all()
+    assert len(rows) == 6
+    for _page_id, n, dim, raw, model_id in rows:
+        assert raw is not None and dim == 128 and n > 0
+        assert model_id == str(settings.model_ids()["retriever"])
+        vectors = np.frombuffer(raw, dtype=np.float16).reshape(n, dim).astype(np.float32)
+        assert np.all(np.abs(np.linalg.norm(vectors, axis=1) - 1.0) < 1e-2)
+
+
+def test_csv_and_jsonl_jobs_are_answered_with_citations_to_the_corpus(settings, corpus, tmp_path):
+    csv_path = tmp_path / "questions.csv"
+    csv_path.write_text(
+        "custom_id,question,document\n"
+        "c1,How many tonnes of apples were harvested?,report.pdf\n"
+        'c2,"Which colour is the block, red or green?",\n'
+        "c3,What did revenue rise to?,report.pdf\n"
+        "c4,What is in the blue image?,blue\n"
+        "c5,Anything about bridges?,\n",
+        encoding="utf-8",
+    )
+    jsonl_path = tmp_path / "questions.jsonl"
+    jsonl_path.write_text(
+        "\n".join(json.dumps(r) for r in [
+            {"custom_id": "j1", "question": "Which page shows a chart?"},
+            {"custom_id": "j2", "question": "What is green?", "document": "green.jpg"},
+        ]) + "\n", encoding="utf-8",
+    )
+    csv_job, jsonl_job = _run_job(settings, csv_path), _run_job(settings, jsonl_path)
+
+    with session_scope(settings) as session:
+        corpus_id = session.scalar(select(Corpus.id).where(Corpus.name == corpus))
+        docs = {d.id: d for d in session.scalars(select(Document).where(Document.corpus_id == corpus_id))}
+        for job_id, expected in ((csv_job, 5), (jsonl_job, 2)):
+            questions = session.scalars(select(Question).where(Question.job_id == job_id)).all()
+            assert len(questions) == expected
+            for q in questions:
+                assert q.status.value == "answered" and q.attempts == 1
+                answer = session.scalars(select(Answer).where(Answer.question_id == q.id)).one()
+                assert [c.rank for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+                assert 1 <= len(answer.citations) <= settings.rerank_top_k
+                rerank = [c.rerank_score for c in answer.citations]
+                assert rerank == sorted(rerank, reverse=True)
+                assert answer.retrieve_ms > 0 and answer.rerank_ms > 0 and answer.generate_ms > 0
+                for c in answer.citations:
+                    assert c.page.document_id in docs, "cited page must belong to the job's corpus"
+                    assert 1 <= c.page.page_number <= docs[c.page.document_id].page_count
+                    if q.document_id is not None:
+                        assert c.page.document_id == q.document_id
+        filtered = session.scalars(
+            select(Question).where(Question.job_id == csv_job, Question.custom_id == "c4")
+        ).one()
+        assert docs[filtered.document_id].source == "blue.webp"  # matched by title
+        n_cites = session.scalar(
+            select(func.count(Citation.id)).join(Answer).join(Question).where(Question.job_id == csv_job)
+        )
+        assert n_cites >= 5
+
+    jsonl = [json.loads(line) for line in cli("results", csv_job, "--format", "jsonl").stdout.splitlines()]
+    assert [r["custom_id"] for r in jsonl] == ["c1", "c2", "c3", "c4", "c5"]
+    assert all(r["status"] == "answered" and r["citations"] for r in jsonl)
+    assert {c["document"] for c in jsonl[0]["citations"]} == {"report.pdf"}
+    assert set(jsonl[0]["timings_ms"]) == {"retrieve", "rerank", "generate"}
+
+    out = tmp_path / "results.csv"
+    cli("results", jsonl_job, "--format", "csv", "--output", str(out))
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [r["custom_id"] for r in rows] == ["j1", "j2"]
+    assert rows[1]["top_document"] == "green.jpg" and rows[1]["top_page"] == "1"
+    assert all(r["citations"] for r in rows)
+
+
+def test_a_task_delivered_twice_does_not_answer_twice(settings, corpus, tmp_path):
+    from tasks.enqueue import enqueue_questions
+
+    path = tmp_path / "once.csv"
+    path.write_text("custom_id,question\nd1,first\nd2,second\n", encoding="utf-8")
+    job_id = _run_job(settings, path)
+    with session_scope(settings) as session:
+        ids = list(session.scalars(select(Question.id).where(Question.job_id == job_id)))
+    enqueue_questions(settings, question_ids=ids, chunk_size=2)
+    enqueue_questions(settings, question_ids=ids, chunk_size=1)
+    marker = tmp_path / "marker.csv"
+    marker.write_text("custom_id,question\nm1,after the duplicates\n", encoding="utf-8")
+    _run_job(settings, marker)  # FIFO with one worker: the duplicates ran before this job finished
+    with session_scope(settings) as session:
+        answers = session.scalar(select(func.count(Answer.id)).where(Answer.question_id.in_(ids)))
+        attempts = list(session.scalars(select(Question.attempts).where(Question.id.in_(ids))))
+    assert answers == 2 and attempts == [1, 1]
+
+
+def test_submit_reports_bad_rows_and_refuses_a_file_without_valid_rows(settings, corpus, tmp_path):
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("custom_id,question,document\nok1,fine?,\nbad1,,\nbad2,where?,missing.pdf\n", encoding="utf-8")
+    result = cli("submit", str(mixed), "--corpus", CORPUS)
+    assert f"{mixed}:3: question is missing or empty" in result.stderr
+    assert f"{mixed}:4: document 'missing.pdf' is not in corpus 'e2e'" in result.stderr
+    job_id = result.stdout.strip().splitlines()[-1]
+    wait_for(lambda: "completed" in cli("status", job_id).stdout, timeout_s=120, what="mixed job")
+
+    strict = cli("submit", str(mixed), "--corpus", CORPUS, "--strict", ok=False)
+    assert strict.exit_code == 1 and "2 invalid rows (--strict)" in strict.stderr
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("{broken\n", encoding="utf-8")
+    refused = cli("submit", str(empty), "--corpus", CORPUS, ok=False)
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "empty.jsonl" in refused.stderr
+
+
+def test_unknown_job_and_corpus_are_one_line_errors(settings, services, tmp_path):
+    result = cli("status", "job_doesnotexist", ok=False)
+    assert result.exit_code == 1 and result.stderr.strip() == "error: no job 'job_doesnotexist'"
+    path = tmp_path / "q.csv"
+    path.write_text("custom_id,question\na,b\n", encoding="utf-8")
+    result = cli("submit", str(path), "--corpus", "no-such-corpus", ok=False)
+    assert result.exit_code == 1 and "no corpus named 'no-such-corpus'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
