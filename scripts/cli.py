@@ -94,6 +94,15 @@ def services_status() -> None:
         console.print(f"redis: embedded, {state} ({broker.socket_path(home)})")
 
 
+@command(app)
+def migrate() -> None:
+    """Apply the database migrations (Alembic) to PAGEQA_DATABASE_URL or the embedded PostgreSQL."""
+    from db.engine import migrate as upgrade
+
+    upgrade(get_settings())
+    console.print("database schema is up to date")
+
+
 @command(models_app, "make-tiny")
 def models_make_tiny(
     directory: Annotated[Path | None, typer.Argument(help="Default: PAGEQA_HOME/models/tiny")] = None,

@@ -75,7 +75,13 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
 
 
 def _print_results(console: Console, questions, records: dict[str, dict]) -> None:
-    table = Table("id", "question", "gold", "answer", "cited (top 3)", "gold page cited", show_lines=False)
+    table = Table(show_lines=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("question", min_width=30)
+    table.add_column("gold (page)", no_wrap=True)
+    table.add_column("answer", overflow="ellipsis", no_wrap=True, max_width=28)
+    table.add_column("cited pages", no_wrap=True)
+    table.add_column("gold cited", no_wrap=True)
     hits = top1 = 0
     for q in questions:
         r = records.get(q.custom_id, {})
@@ -86,9 +92,10 @@ def _print_results(console: Console, questions, records: dict[str, dict]) -> Non
         top1 += bool(pages) and pages[0] == q.gold_page
         answer = r.get("answer") if r.get("status") == "answered" else f"[red]{r.get('error') or r.get('status')}[/red]"
         cited = ", ".join(f"p.{p}" for p in pages) or "-"
-        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", _short(answer), cited,
+        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", _short(answer, 40), cited,
                       "[green]yes[/green]" if hit else "no")
-    console.print(table)
+    # the table needs ~110 columns; piped output would otherwise be squeezed to 80
+    Console(width=max(console.width, 120), soft_wrap=False).print(table)
     n = max(len(questions), 1)
     console.print(f"gold page cited for {hits}/{len(questions)} questions ({hits / n:.0%}); "
                   f"ranked first for {top1}/{len(questions)} ({top1 / n:.0%})")
