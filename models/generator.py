@@ -50,9 +50,9 @@ class Qwen2VLGenerator:
         from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
         self.model_id, self.device, self.quantized = model_id, device, quantize
-        extra = {"quantization_config": quantization_config()} if quantize else {"dtype": dtype}
+        extra = {"quantization_config": quantization_config()} if quantize else {}
         self.model = from_pretrained(
-            Qwen2VLForConditionalGeneration, model_id, device_map={"": str(device)}, **extra
+            Qwen2VLForConditionalGeneration, model_id, dtype=dtype, device_map={"": str(device)}, **extra
         ).eval()
         self.processor = from_pretrained(AutoProcessor, model_id)
         self.processor.tokenizer.padding_side = "left"
