@@ -154,8 +154,12 @@ def record_failure(session: Session, *, ids: Sequence[int], error: str) -> None:
 
 
 def finish_jobs(session: Session, *, job_ids: Sequence[str]) -> None:
-    """Move each job whose questions have all ended to ``completed`` (or ``failed`` when none was answered)."""
+    """Move each job whose questions have all ended to ``completed`` (or ``failed`` when none was answered).
+
+    The job row is locked first, so two workers finishing the last chunks at once cannot both miss the end.
+    """
     for job_id in job_ids:
+        session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
         counts = status_counts(session, job_id=job_id)
         if counts["queued"] or counts["running"]:
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from pageqa.errors import ConfigError
 from pageqa.settings import Settings, get_settings
 from worker import broker
 
@@ -28,15 +29,18 @@ def resolve_broker_url(settings: Settings) -> str:
 
 
 def get_app(settings: Settings | None = None) -> Celery:
-    """The Celery app configured for ``settings`` (default: the process settings); configured once per process."""
+    """The Celery app configured for ``settings`` (default: the process settings); configured once per process.
+
+    Raises:
+        ConfigError: the app was already configured for another broker in this process.
+    """
     global _configured_for
     settings = settings or get_settings()
     url = resolve_broker_url(settings)
-    if _configured_for != url:
-        transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    if _configured_for is None:
         app.conf.update(
             broker_url=url,
-            broker_transport_options=transport,
+            broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
             broker_connection_retry_on_startup=True,
             task_default_queue=settings.worker_queue,
             task_acks_late=True,
@@ -48,4 +52,6 @@ def get_app(settings: Settings | None = None) -> Celery:
             worker_send_task_events=False,
         )
         _configured_for = url
+    elif _configured_for != url:
+        raise ConfigError(f"the Celery app of this process already uses {_configured_for}, not {url}")
     return app
