@@ -63,10 +63,11 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
         report = ingest_files(settings, corpus=CORPUS, files=[data.pdf])
         for error in report.errors:
             console.print(f"[red]error[/red] {error}")
-        embed_and_wait(settings, corpus=CORPUS, wait=True)
+        alive = lambda: proc.poll() is None  # noqa: E731
+        embed_and_wait(settings, corpus=CORPUS, wait=True, alive=alive)
         job = submit_file(settings, path=data.questions_file, corpus=CORPUS, options={})
         console.print(f"job {job.job_id}: {job.total} questions queued")
-        final = watch_job(settings, job_id=job.job_id)
+        final = watch_job(settings, job_id=job.job_id, alive=alive)
         records = {r["custom_id"]: r for r in result_records(settings, job_id=job.job_id)}
     finally:
         stop_worker(proc)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from db import corpus as corpus_db
 from db.engine import session_scope
+from pageqa.errors import ServiceError
 from pageqa.settings import Settings
 from scripts.jobs import JobStatusView, job_status
 from tasks.enqueue import enqueue_embedding
@@ -34,8 +35,19 @@ def bar(description: str, *, total: int) -> Iterator[Callable[[], None]]:
         yield lambda: progress.advance(task)
 
 
-def embed_and_wait(settings: Settings, *, corpus: str, wait: bool) -> None:
-    """Queue every page of the corpus not yet embedded by the configured retriever; optionally wait for them."""
+def _check(alive: Callable[[], bool] | None) -> None:
+    if alive is not None and not alive():
+        raise ServiceError("the worker stopped before the work was done (see its log)")
+
+
+def embed_and_wait(
+    settings: Settings, *, corpus: str, wait: bool, alive: Callable[[], bool] | None = None
+) -> None:
+    """Queue every page of the corpus not yet embedded by the configured retriever; optionally wait for them.
+
+    Raises:
+        ServiceError: ``alive()`` returned False while waiting (the worker this run depends on has exited).
+    """
     model_id = settings.model_ids()["retriever"]
     with session_scope(settings) as session:
         corpus_id = corpus_db.get_corpus(session, name=corpus).id
@@ -53,11 +65,16 @@ def embed_and_wait(settings: Settings, *, corpus: str, wait: bool) -> None:
             progress.update(task, completed=done)
             if done >= total:
                 return
+            _check(alive)
             time.sleep(POLL_S)
 
 
-def watch_job(settings: Settings, *, job_id: str) -> JobStatusView:
-    """Follow a job with a progress bar until it is completed, failed or cancelled; returns the final status."""
+def watch_job(settings: Settings, *, job_id: str, alive: Callable[[], bool] | None = None) -> JobStatusView:
+    """Follow a job with a progress bar until it is completed, failed or cancelled; returns the final status.
+
+    Raises:
+        ServiceError: ``alive()`` returned False before the job ended.
+    """
     view = job_status(settings, job_id=job_id)
     with _progress() as progress:
         task = progress.add_task(f"{job_id} {view.status}", total=view.total)
@@ -65,5 +82,6 @@ def watch_job(settings: Settings, *, job_id: str) -> JobStatusView:
             progress.update(task, completed=view.done, description=f"{job_id} {view.status}")
             if view.finished:
                 return view
+            _check(alive)
             time.sleep(POLL_S)
             view = job_status(settings, job_id=job_id)

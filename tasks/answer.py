@@ -22,26 +22,31 @@ log = logging.getLogger(__name__)
 
 @app.task(name=ANSWER_CHUNK)
 def answer_chunk(question_ids: list[int]) -> int:
-    """Answer the still-queued questions among ``question_ids`` (all of one job); returns answers written.
+    """Answer the still-queued questions among ``question_ids``; returns answers written.
 
-    The chunk's questions are claimed (``running``) in one transaction, answered with one batched call per stage,
-    and each answer is written with its citations and state change; a model error marks the chunk's questions
-    ``failed`` with the error, and the job is completed once no question is left.
+    The questions are claimed (``running``) in one transaction, answered with one batched call per stage, and
+    each answer is written with its citations and state change; a model error marks those questions ``failed``
+    with the error, and a job is completed once none of its questions is left.
     """
     settings = get_settings()
     with session_scope(settings) as session:
         claimed = jobs_db.claim_questions(session, ids=question_ids)
-        if not claimed:
-            return 0
-        job = jobs_db.get_job(session, job_id=claimed[0].job_id)
-        corpus_id, job_id, raw_options = job.corpus_id, job.id, dict(job.options)
-        questions = [ChunkQuestion(q.id, q.question, q.document_id) for q in claimed]
-    options = job_options(settings, raw_options)
+        by_job: dict[str, list[ChunkQuestion]] = {}
+        for q in claimed:
+            by_job.setdefault(q.job_id, []).append(ChunkQuestion(q.id, q.question, q.document_id))
+        jobs = {job_id: jobs_db.get_job(session, job_id=job_id) for job_id in by_job}
+    return sum(
+        _answer(settings, job_id, jobs[job_id].corpus_id, job_options(settings, jobs[job_id].options), questions)
+        for job_id, questions in by_job.items()
+    )
+
+
+def _answer(settings: Settings, job_id: str, corpus_id: int, options: Options, questions: list[ChunkQuestion]) -> int:
     try:
         pipe = resident.pipeline(settings)
         index = resident.corpus_index(settings, corpus_id=corpus_id)
         answers = pipe.answer_chunk(questions, index, options=options, load_images=lambda ids: _images(settings, ids))
-    except Exception as exc:  # any model or data error fails this chunk's questions, never the worker
+    except Exception as exc:  # any model or data error fails these questions, never the worker
         log.exception("chunk of %d questions of %s failed", len(questions), job_id)
         with session_scope(settings) as session:
             jobs_db.record_failure(session, ids=[q.question_id for q in questions], error=_one_line(exc))

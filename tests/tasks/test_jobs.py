@@ -168,3 +168,27 @@ def test_unknown_job_and_corpus_are_one_line_errors(settings, services, tmp_path
     result = cli("submit", str(path), "--corpus", "no-such-corpus", ok=False)
     assert result.exit_code == 1 and "no corpus named 'no-such-corpus'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_one_task_with_questions_of_two_jobs_answers_each_against_its_own_corpus(settings, corpus, sample_docs):
+    from db import corpus as corpus_db
+    from db import jobs as jobs_db
+    from scripts.ingest import ingest_files
+    from scripts.progress import embed_and_wait
+    from tasks.enqueue import enqueue_questions
+
+    ingest_files(settings, corpus="e2e-other", files=[sample_docs["png"]])
+    embed_and_wait(settings, corpus="e2e-other", wait=True)
+    with session_scope(settings) as session:
+        job_ids, ids = [], []
+        for name in (CORPUS, "e2e-other"):
+            c = corpus_db.get_corpus(session, name=name)
+            job = jobs_db.create_job(session, corpus_id=c.id, source="direct", options={},
+                                     questions=[jobs_db.NewQuestion(f"{name}-1", "which page?", None, 1)])
+            job_ids.append(job.id)
+            ids += jobs_db.question_ids(session, job_id=job.id)
+    enqueue_questions(settings, question_ids=ids, chunk_size=2)  # one task, two jobs
+    for job_id in job_ids:
+        wait_for(lambda j=job_id: "completed" in cli("status", j).stdout, timeout_s=120, what=job_id)
+    other = [json.loads(line) for line in cli("results", job_ids[1]).stdout.splitlines()]
+    assert [c["document"] for c in other[0]["citations"]] == ["red.png"]  # the only page of e2e-other
