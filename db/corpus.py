@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from db.schema import Corpus, Document, Page, PageEmbedding
+from db.schema import Corpus, Document, Page, PageEmbedding, Passage
 from pageqa.errors import NotFoundError
 
 
@@ -60,6 +60,11 @@ class PageRecord:
     height: int
     text: str
 
+    @property
+    def text_source(self) -> str:
+        """'pdf' when the text layer has text, else 'none' (OCR may fill it later)."""
+        return "pdf" if self.text.strip() else "none"
+
 
 def add_document(
     session: Session, *, corpus_id: int, sha256: str, title: str, source: str, kind: str, size_bytes: int,
@@ -75,7 +80,7 @@ def add_document(
     session.add_all(
         Page(
             document_id=doc.id, page_number=p.page_number, image=p.image, image_format=p.image_format,
-            width=p.width, height=p.height, text=p.text,
+            width=p.width, height=p.height, text=p.text, text_source=p.text_source,
         )
         for p in pages
     )
@@ -83,25 +88,40 @@ def add_document(
     return doc
 
 
-def page_ids_without_embedding(session: Session, *, corpus_id: int, model_id: str) -> list[int]:
-    """Ids of the corpus's pages that have no embedding from ``model_id`` yet, in document and page order."""
-    has = select(PageEmbedding.page_id).where(PageEmbedding.model_id == model_id)
+def _unindexed(stmt, *, visual_model: str | None, text_model: str):
+    """Restrict a pages query to pages missing the text index of ``text_model`` or the visual embedding."""
+    missing = Page.text_indexed_by.is_distinct_from(text_model)
+    if visual_model is not None:
+        has = select(PageEmbedding.page_id).where(PageEmbedding.model_id == visual_model)
+        missing = missing | Page.id.not_in(has)
+    return stmt.where(missing)
+
+
+def pages_to_index(session: Session, *, corpus_id: int, visual_model: str | None, text_model: str) -> list[int]:
+    """Ids of the corpus's pages not fully indexed yet (text passages of ``text_model``, and the multi-vector of
+    ``visual_model`` unless None), in document and page order."""
     stmt = (
         select(Page.id)
         .join(Document, Document.id == Page.document_id)
-        .where(Document.corpus_id == corpus_id, Page.id.not_in(has))
+        .where(Document.corpus_id == corpus_id)
         .order_by(Page.document_id, Page.page_number)
     )
-    return list(session.scalars(stmt))
+    return list(session.scalars(_unindexed(stmt, visual_model=visual_model, text_model=text_model)))
 
 
-def count_pages(session: Session, *, corpus_id: int, model_id: str | None = None) -> int:
-    """Pages of the corpus; with ``model_id``, only those embedded by that model."""
+def count_indexed(session: Session, *, corpus_id: int, visual_model: str | None, text_model: str) -> tuple[int, int]:
+    """(indexed pages, all pages) of the corpus, as :func:`pages_to_index` defines indexed."""
+    total = count_pages(session, corpus_id=corpus_id)
+    base = select(func.count(Page.id)).join(Document, Document.id == Page.document_id)
+    base = base.where(Document.corpus_id == corpus_id)
+    missing = session.scalar(_unindexed(base, visual_model=visual_model, text_model=text_model)) or 0
+    return total - missing, total
+
+
+def count_pages(session: Session, *, corpus_id: int) -> int:
+    """Pages of the corpus."""
     stmt = select(func.count(Page.id)).join(Document, Document.id == Page.document_id)
-    stmt = stmt.where(Document.corpus_id == corpus_id)
-    if model_id is not None:
-        stmt = stmt.join(PageEmbedding, PageEmbedding.page_id == Page.id).where(PageEmbedding.model_id == model_id)
-    return session.scalar(stmt) or 0
+    return session.scalar(stmt.where(Document.corpus_id == corpus_id)) or 0
 
 
 def load_pages(session: Session, *, page_ids: Sequence[int]) -> list[Page]:
@@ -190,6 +210,30 @@ def page_ids_without_embedding_among(session: Session, *, page_ids: Sequence[int
     has = select(PageEmbedding.page_id).where(PageEmbedding.model_id == model_id, PageEmbedding.page_id.in_(page_ids))
     done = set(session.scalars(has))
     return [pid for pid in page_ids if pid not in done]
+
+
+def set_page_text(session: Session, *, page_id: int, text: str, source: str) -> None:
+    """Replace a page's text (``source``: 'pdf', 'ocr' or 'none'); its full-text vector follows (generated)."""
+    session.execute(update(Page).where(Page.id == page_id).values(text=text, text_source=source))
+
+
+def store_passages(
+    session: Session, *, page_id: int, model_id: str, texts: Sequence[str], vectors: np.ndarray
+) -> None:
+    """Replace the page's passages for ``model_id`` with ``texts`` and their ``(n, 384) float32`` embeddings, and
+    mark the page text-indexed by ``model_id`` (also when it has no passage)."""
+    session.execute(delete(Passage).where(Passage.page_id == page_id, Passage.model_id == model_id))
+    if texts:
+        session.execute(insert(Passage), [
+            {"page_id": page_id, "model_id": model_id, "ordinal": i, "text": t, "embedding": v}
+            for i, (t, v) in enumerate(zip(texts, vectors, strict=True))
+        ])
+    session.execute(update(Page).where(Page.id == page_id).values(text_indexed_by=model_id))
+
+
+def page_texts(session: Session, *, page_ids: Sequence[int]) -> dict[int, str]:
+    """Page id → text (PDF text layer or OCR)."""
+    return dict(session.execute(select(Page.id, Page.text).where(Page.id.in_(page_ids))).tuples().all())
 
 
 def page_ids_of_document(session: Session, *, document_id: int) -> list[int]:

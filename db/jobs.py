@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from db.schema import Answer, Citation, Job, JobStatus, Question, QuestionStatus
+from db.schema import Answer, Citation, Job, JobStatus, LaneHit, Question, QuestionStatus
 from pageqa.errors import NotFoundError
 
 
@@ -100,11 +100,13 @@ class NewCitation:
     rank: int
     retrieval_score: float
     rerank_score: float
+    lanes: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
 class NewAnswer:
-    """What the pipeline produced for one question; timings in milliseconds."""
+    """What the pipeline produced for one question; timings in milliseconds; ``lane_hits`` maps each lane to its
+    ranked (page id, lane score) list."""
 
     question_id: int
     answer: str
@@ -115,6 +117,9 @@ class NewAnswer:
     retrieve_ms: float
     rerank_ms: float
     generate_ms: float
+    kind: str = "generated"
+    evidence_page_id: int | None = None
+    lane_hits: dict[str, Sequence[tuple[int, float]]] = field(default_factory=dict)
 
 
 def record_answer(session: Session, *, new: NewAnswer) -> bool:
@@ -124,7 +129,7 @@ def record_answer(session: Session, *, new: NewAnswer) -> bool:
     """
     values = {k: getattr(new, k) for k in (
         "question_id", "answer", "retriever_model", "reranker_model", "generator_model",
-        "retrieve_ms", "rerank_ms", "generate_ms",
+        "retrieve_ms", "rerank_ms", "generate_ms", "kind", "evidence_page_id",
     )}
     answer_id = session.scalar(
         insert(Answer).values(**values).on_conflict_do_nothing(index_elements=["question_id"]).returning(Answer.id)
@@ -134,9 +139,13 @@ def record_answer(session: Session, *, new: NewAnswer) -> bool:
     if new.citations:
         session.execute(
             insert(Citation),
-            [{"answer_id": answer_id, "page_id": c.page_id, "rank": c.rank,
+            [{"answer_id": answer_id, "page_id": c.page_id, "rank": c.rank, "lanes": list(c.lanes),
               "retrieval_score": c.retrieval_score, "rerank_score": c.rerank_score} for c in new.citations],
         )
+    hits = [{"question_id": new.question_id, "lane": lane, "rank": rank, "page_id": pid, "score": score}
+            for lane, ranked in new.lane_hits.items() for rank, (pid, score) in enumerate(ranked, 1)]
+    if hits:
+        session.execute(insert(LaneHit), hits)
     session.execute(
         update(Question).where(Question.id == new.question_id)
         .values(status=QuestionStatus.answered, last_error=None)
@@ -213,3 +222,20 @@ def elapsed_s(job: Job, *, now: dt.datetime | None = None) -> float:
     return (end - job.created_at).total_seconds()
 
 
+
+
+def lane_rankings(session: Session, *, job_id: str) -> dict[str, dict[str, list[int]]]:
+    """Per ``custom_id``, each lane's ranked list of 1-based page numbers (``fused`` included)."""
+    from db.schema import Page
+
+    stmt = (
+        select(Question.custom_id, LaneHit.lane, Page.page_number)
+        .join(LaneHit, LaneHit.question_id == Question.id)
+        .join(Page, Page.id == LaneHit.page_id)
+        .where(Question.job_id == job_id)
+        .order_by(Question.id, LaneHit.lane, LaneHit.rank)
+    )
+    out: dict[str, dict[str, list[int]]] = {}
+    for custom_id, lane, page in session.execute(stmt):
+        out.setdefault(custom_id, {}).setdefault(lane, []).append(page)
+    return out

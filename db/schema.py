@@ -8,12 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
+from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
+    Computed,
     DateTime,
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -21,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -81,7 +84,10 @@ class Page(Base):
     """One page image, downscaled to the page pixel budget and stored compressed, with its PDF text layer."""
 
     __tablename__ = "pages"
-    __table_args__ = (UniqueConstraint("document_id", "page_number"),)
+    __table_args__ = (
+        UniqueConstraint("document_id", "page_number"),
+        Index("ix_pages_tsv", "tsv", postgresql_using="gin"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
     page_number: Mapped[int] = mapped_column(Integer, doc="1-based.")
@@ -89,9 +95,36 @@ class Page(Base):
     height: Mapped[int] = mapped_column(Integer, doc="Stored image height in pixels.")
     image_format: Mapped[str] = mapped_column(String(8))
     image: Mapped[bytes] = mapped_column(LargeBinary)
-    text: Mapped[str] = mapped_column(Text, default="", doc="PDF text layer; empty for images and scans.")
+    text: Mapped[str] = mapped_column(Text, default="", doc="PDF text layer, or OCR text for pages without one.")
+    text_source: Mapped[str] = mapped_column(String(8), default="pdf", doc="'pdf', 'ocr' or 'none'.")
+    text_indexed_by: Mapped[str | None] = mapped_column(
+        Text, doc="Text model whose passages are stored for this page (None: not indexed yet)."
+    )
+    tsv: Mapped[str] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('english', text)", persisted=True), doc="Full-text search vector."
+    )
 
     document: Mapped[Document] = relationship(lazy="joined")
+
+
+TEXT_DIM = 384  # all-MiniLM-L6-v2; another text model of another width needs a migration
+
+
+class Passage(Base):
+    """A sentence-aligned window of a page's text with its dense text embedding (``vector(384)``, unit norm)."""
+
+    __tablename__ = "passages"
+    __table_args__ = (
+        UniqueConstraint("page_id", "model_id", "ordinal"),
+        Index("ix_passages_embedding_hnsw", "embedding", postgresql_using="hnsw",
+              postgresql_ops={"embedding": "vector_cosine_ops"}),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(Text)
+    ordinal: Mapped[int] = mapped_column(Integer, doc="0-based position in the page.")
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[list[float]] = mapped_column(Vector(TEXT_DIM))
 
 
 class PageEmbedding(Base):
@@ -159,6 +192,12 @@ class Answer(Base):
     retriever_model: Mapped[str] = mapped_column(Text)
     reranker_model: Mapped[str] = mapped_column(Text)
     generator_model: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(
+        String(16), default="generated", doc="'generated' (VLM), 'extractive' (a passage), or 'none' (no page)."
+    )
+    evidence_page_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pages.id", ondelete="SET NULL"), doc="Extractive answers: the page the passage came from."
+    )
     retrieve_ms: Mapped[float] = mapped_column(Float)
     rerank_ms: Mapped[float] = mapped_column(Float)
     generate_ms: Mapped[float] = mapped_column(Float)
@@ -168,7 +207,9 @@ class Answer(Base):
 
 
 class Citation(Base):
-    """A page cited by an answer: its 1-based rank after rerank, MaxSim retrieval score and P(True) rerank score."""
+    """A page cited by an answer: 1-based rank after rerank, fused retrieval score (reciprocal rank fusion over
+    the lanes), rerank score (MonoQwen2-VL P(True); the fused score when no reranker runs), and the lanes that
+    found it."""
 
     __tablename__ = "citations"
     __table_args__ = (UniqueConstraint("answer_id", "rank"),)
@@ -178,5 +219,20 @@ class Citation(Base):
     rank: Mapped[int] = mapped_column(Integer)
     retrieval_score: Mapped[float] = mapped_column(Float)
     rerank_score: Mapped[float] = mapped_column(Float)
+    lanes: Mapped[list[str]] = mapped_column(ARRAY(String(16)), default=list)
 
     page: Mapped[Page] = relationship(lazy="joined")
+
+
+class LaneHit(Base):
+    """One page in one retrieval lane's ranked list for a question (``visual`` MaxSim, ``lexical`` full-text
+    rank, ``dense`` passage cosine), kept for evaluation per lane and for explaining citations."""
+
+    __tablename__ = "lane_hits"
+    __table_args__ = (UniqueConstraint("question_id", "lane", "rank"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    lane: Mapped[str] = mapped_column(String(16))
+    rank: Mapped[int] = mapped_column(Integer, doc="1-based.")
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)

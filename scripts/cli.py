@@ -261,6 +261,30 @@ def demo(
     run_demo(get_settings(), n_questions=questions, n_countries=countries, console=console)
 
 
+@command(app, "eval")
+def evaluate(
+    directory: Annotated[Path, typer.Argument(help="MMLongBench-Doc format: pdfs/ and samples.json.")],
+    corpus: Annotated[str | None, typer.Option(help="Corpus name; default eval-<folder name>.")] = None,
+    document: Annotated[list[str] | None, typer.Option(help="Only this document (repeatable).")] = None,
+    max_documents: Annotated[int | None, typer.Option(min=1, help="Only the N shortest documents.")] = None,
+    lanes: Annotated[str | None, typer.Option(help="Comma-separated lanes: visual,lexical,dense.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Report folder; default PAGEQA_HOME/eval/<corpus>.")] = None,
+    spawn_worker: Annotated[bool, typer.Option(help="Start a worker for the run.")] = True,
+) -> None:
+    """Evaluate page retrieval (per lane and fused) and answers on a directory of PDFs with gold questions;
+    prints the report and writes it as JSON and Markdown."""
+    from scripts.eval import run_eval
+    from scripts.eval_report import to_markdown
+
+    settings = get_settings()
+    prepare(settings)
+    report = run_eval(
+        settings, directory, corpus=corpus, documents=document or (), max_documents=max_documents,
+        lanes=[x.strip() for x in lanes.split(",")] if lanes else (), output=output, spawn_worker=spawn_worker,
+    )
+    console.print(to_markdown(report), markup=False, highlight=False)
+
+
 def main() -> None:
     """Entry point of the ``pageqa`` command."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -25,16 +25,19 @@ def choose_model_set(settings: Settings) -> tuple[Settings, str]:
     """The settings to run the demo with, and one line saying which model set and why."""
     if settings.models == "tiny":
         return settings, "model set: tiny (PAGEQA_MODELS=tiny); random weights, so answers are meaningless by design"
+    if settings.models == "offline":
+        return settings, "model set: offline (PAGEQA_MODELS=offline): text lanes and extractive answers on the CPU"
     import torch
 
     if not torch.cuda.is_available():
-        why = "no CUDA GPU here, and the real 2B/7B models need one and the Hugging Face hub"
+        why = "no CUDA GPU here, and the Qwen2-VL models need one and the Hugging Face hub"
     elif os.environ.get("HF_HUB_OFFLINE") == "1":
         why = "HF_HUB_OFFLINE=1, and the real weights come from the Hugging Face hub"
     else:
         return settings, f"model set: real ({settings.model_ids()['generator']} and friends, on CUDA)"
-    tiny = settings.model_copy(update={"models": "tiny"})
-    return tiny, f"model set: tiny, because {why}; random weights, so answers are meaningless by design"
+    offline = settings.model_copy(update={"models": "offline"})
+    return offline, (f"model set: offline, because {why}: full-text and MiniLM passage retrieval fused by RRF, "
+                     "answers extracted from the cited page")
 
 
 def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console: Console) -> None:
@@ -44,7 +47,7 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
     from scripts.ingest import ingest_files
     from scripts.jobs import result_records, submit_file
     from scripts.progress import embed_and_wait, watch_job
-    from worker.process import spawn_worker, stop_worker
+    from worker.process import running_worker
 
     settings, why = choose_model_set(settings)
     console.print(why)
@@ -57,20 +60,15 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
         make_tiny(home / "models" / "tiny")
     data = build_demo_corpus(home / "demo", n_countries=n_countries, n_questions=n_questions)
     console.print(f"sample corpus: {data.pdf} ({len(data.pages)} pages), {len(data.questions)} questions")
-    env = {**os.environ, "PAGEQA_MODELS": settings.models, "PAGEQA_HOME": str(home)}
-    proc = spawn_worker(env=env, log_path=home / "logs" / "demo-worker.log", device=settings.device)
-    try:
+    with running_worker(settings, log_name="demo-worker") as alive:
         report = ingest_files(settings, corpus=CORPUS, files=[data.pdf])
         for error in report.errors:
             console.print(f"[red]error[/red] {error}")
-        alive = lambda: proc.poll() is None  # noqa: E731
         embed_and_wait(settings, corpus=CORPUS, wait=True, alive=alive)
         job = submit_file(settings, path=data.questions_file, corpus=CORPUS, options={})
         console.print(f"job {job.job_id}: {job.total} questions queued")
         final = watch_job(settings, job_id=job.job_id, alive=alive)
         records = {r["custom_id"]: r for r in result_records(settings, job_id=job.job_id)}
-    finally:
-        stop_worker(proc)
     _print_results(console, data.questions, records)
     console.print(f"job {final.job_id} {final.status} in {final.elapsed_s:.1f} s; whole demo {time.monotonic() - started:.1f} s")
 
@@ -80,7 +78,7 @@ def _print_results(console: Console, questions, records: dict[str, dict]) -> Non
     table.add_column("id", no_wrap=True)
     table.add_column("question", min_width=30)
     table.add_column("gold (page)", no_wrap=True)
-    table.add_column("answer", overflow="ellipsis", no_wrap=True, max_width=28)
+    table.add_column("answer", overflow="ellipsis", no_wrap=True, max_width=40)
     table.add_column("cited pages", no_wrap=True)
     table.add_column("gold cited", no_wrap=True)
     hits = top1 = 0
@@ -93,7 +91,7 @@ def _print_results(console: Console, questions, records: dict[str, dict]) -> Non
         top1 += bool(pages) and pages[0] == q.gold_page
         answer = r.get("answer") if r.get("status") == "answered" else f"[red]{r.get('error') or r.get('status')}[/red]"
         cited = ", ".join(f"p.{p}" for p in pages) or "-"
-        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", _short(answer, 40), cited,
+        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", _short(answer, 60), cited,
                       "[green]yes[/green]" if hit else "no")
     # the table needs ~110 columns; piped output would otherwise be squeezed to 80
     Console(width=max(console.width, 120), soft_wrap=False).print(table)

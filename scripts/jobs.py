@@ -103,12 +103,16 @@ def result_records(settings: Settings, *, job_id: str) -> Iterator[dict]:
                 record["error"] = q.last_error
             else:
                 record["answer"] = a.answer
+                record["answer_kind"] = a.kind
                 record["citations"] = [
                     {"document": c.page.document.source, "document_id": c.page.document_id,
-                     "page": c.page.page_number, "rank": c.rank,
+                     "page": c.page.page_number, "rank": c.rank, "lanes": list(c.lanes),
                      "retrieval_score": round(c.retrieval_score, 4), "rerank_score": round(c.rerank_score, 4)}
                     for c in a.citations
                 ]
+                evidence = next((c.page for c in a.citations if c.page_id == a.evidence_page_id), None)
+                if evidence is not None:
+                    record["evidence"] = {"document": evidence.document.source, "page": evidence.page_number}
                 record["timings_ms"] = {"retrieve": round(a.retrieve_ms, 2), "rerank": round(a.rerank_ms, 2),
                                         "generate": round(a.generate_ms, 2)}
                 record["models"] = {"retriever": a.retriever_model, "reranker": a.reranker_model,

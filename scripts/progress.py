@@ -14,7 +14,7 @@ from db.engine import session_scope
 from pageqa.errors import ServiceError
 from pageqa.settings import Settings
 from scripts.jobs import JobStatusView, job_status
-from tasks.enqueue import enqueue_embedding
+from tasks.enqueue import enqueue_indexing
 
 POLL_S = 0.5
 console = Console(stderr=True)
@@ -43,26 +43,28 @@ def _check(alive: Callable[[], bool] | None) -> None:
 def embed_and_wait(
     settings: Settings, *, corpus: str, wait: bool, alive: Callable[[], bool] | None = None
 ) -> None:
-    """Queue every page of the corpus not yet embedded by the configured retriever; optionally wait for them.
+    """Queue every page of the corpus not yet indexed for the configured model set (OCR, passages, multi-vector);
+    optionally wait for the workers to finish them.
 
     Raises:
         ServiceError: ``alive()`` returned False while waiting (the worker this run depends on has exited).
     """
-    model_id = settings.model_ids()["retriever"]
+    ids = settings.model_ids()
+    models = {"visual_model": ids["retriever"] if "visual" in settings.available_lanes() else None,
+              "text_model": ids["text"]}
     with session_scope(settings) as session:
         corpus_id = corpus_db.get_corpus(session, name=corpus).id
-        todo = corpus_db.page_ids_without_embedding(session, corpus_id=corpus_id, model_id=model_id)
-        total = corpus_db.count_pages(session, corpus_id=corpus_id)
+        todo = corpus_db.pages_to_index(session, corpus_id=corpus_id, **models)
     if todo:
-        enqueue_embedding(settings, page_ids=todo)
+        enqueue_indexing(settings, page_ids=todo)
     if not wait or not todo:
         return
     with _progress() as progress:
-        task = progress.add_task("embedding pages (needs a running worker)", total=total)
+        task = progress.add_task("indexing pages (needs a running worker)", total=None)
         while True:
             with session_scope(settings) as session:
-                done = corpus_db.count_pages(session, corpus_id=corpus_id, model_id=model_id)
-            progress.update(task, completed=done)
+                done, total = corpus_db.count_indexed(session, corpus_id=corpus_id, **models)
+            progress.update(task, completed=done, total=total)
             if done >= total:
                 return
             _check(alive)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from PIL import Image
@@ -14,6 +15,7 @@ from models.images import decode_image
 from models.pipeline import ChunkQuestion, Options
 from pageqa.settings import Settings, get_settings
 from tasks.enqueue import ANSWER_CHUNK
+from tasks.retrieval import retrieve
 from worker import resident
 from worker.app import app
 
@@ -44,8 +46,13 @@ def answer_chunk(question_ids: list[int]) -> int:
 def _answer(settings: Settings, job_id: str, corpus_id: int, options: Options, questions: list[ChunkQuestion]) -> int:
     try:
         pipe = resident.pipeline(settings)
-        index = resident.corpus_index(settings, corpus_id=corpus_id)
-        answers = pipe.answer_chunk(questions, index, options=options, load_images=lambda ids: _images(settings, ids))
+        t0 = time.perf_counter()
+        retrieved = retrieve(settings, pipe, corpus_id=corpus_id, questions=questions, options=options)
+        retrieve_ms = (time.perf_counter() - t0) * 1e3 / len(questions)
+        answers = pipe.answer_chunk(
+            questions, [r.fused for r in retrieved], options=options,
+            load_images=lambda ids: _images(settings, ids), load_texts=lambda ids: _texts(settings, ids),
+        )
     except Exception as exc:  # any model or data error fails these questions, never the worker
         log.exception("chunk of %d questions of %s failed", len(questions), job_id)
         with session_scope(settings) as session:
@@ -54,14 +61,14 @@ def _answer(settings: Settings, job_id: str, corpus_id: int, options: Options, q
         return 0
     written = 0
     with session_scope(settings) as session:
-        for a in answers:
+        for a, r in zip(answers, retrieved, strict=True):
             written += jobs_db.record_answer(session, new=jobs_db.NewAnswer(
-                question_id=a.question_id, answer=a.answer,
-                citations=[jobs_db.NewCitation(c.page_id, c.rank, c.retrieval_score, c.rerank_score)
+                question_id=a.question_id, answer=a.answer, kind=a.kind, evidence_page_id=a.evidence_page_id,
+                citations=[jobs_db.NewCitation(c.page_id, c.rank, c.retrieval_score, c.rerank_score, c.lanes)
                            for c in a.citations],
+                lane_hits={**r.lanes, "fused": [(f.page_id, f.score) for f in r.fused]},
                 **pipe.model_ids,
-                retrieve_ms=a.timings_ms["retrieve"], rerank_ms=a.timings_ms["rerank"],
-                generate_ms=a.timings_ms["generate"],
+                retrieve_ms=retrieve_ms, rerank_ms=a.timings_ms["rerank"], generate_ms=a.timings_ms["generate"],
             ))
         jobs_db.finish_jobs(session, job_ids=[job_id])
     return written
@@ -70,6 +77,7 @@ def _answer(settings: Settings, job_id: str, corpus_id: int, options: Options, q
 def job_options(settings: Settings, raw: dict) -> Options:
     """A job's stored options over the settings' defaults."""
     return Options(
+        lanes=tuple(raw.get("lanes") or settings.lanes),
         retrieve_top_k=int(raw.get("retrieve_top_k") or settings.retrieve_top_k),
         rerank_top_k=int(raw.get("rerank_top_k") or settings.rerank_top_k),
         max_new_tokens=int(raw.get("max_new_tokens") or settings.max_new_tokens),
@@ -79,6 +87,11 @@ def job_options(settings: Settings, raw: dict) -> Options:
 def _images(settings: Settings, page_ids: Sequence[int]) -> dict[int, Image.Image]:
     with session_scope(settings) as session:
         return {p.id: decode_image(p.image) for p in corpus_db.load_pages(session, page_ids=page_ids)}
+
+
+def _texts(settings: Settings, page_ids: Sequence[int]) -> dict[int, str]:
+    with session_scope(settings) as session:
+        return corpus_db.page_texts(session, page_ids=page_ids)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pageqa.settings import Settings
 from worker.app import get_app
 
-EMBED_PAGES = "pageqa.embed_pages"
+INDEX_PAGES = "pageqa.index_pages"
 ANSWER_CHUNK = "pageqa.answer_chunk"
 
 
@@ -15,12 +15,13 @@ def _chunks(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-def enqueue_embedding(settings: Settings, *, page_ids: Sequence[int]) -> int:
-    """Queue page embedding in tasks of ``embed_task_pages`` pages; returns the number of tasks."""
+def enqueue_indexing(settings: Settings, *, page_ids: Sequence[int]) -> int:
+    """Queue page indexing (OCR, passages, multi-vectors) in tasks of ``embed_task_pages`` pages; returns the
+    number of tasks."""
     app = get_app(settings)
     chunks = _chunks(page_ids, settings.embed_task_pages)
     for chunk in chunks:
-        app.send_task(EMBED_PAGES, args=[chunk], queue=settings.worker_queue)
+        app.send_task(INDEX_PAGES, args=[chunk], queue=settings.worker_queue)
     return len(chunks)
 
 

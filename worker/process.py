@@ -7,7 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from pageqa.settings import Settings
 
 
 def spawn_worker(*, env: dict[str, str], log_path: Path, device: str = "cpu", gpu: int | None = None) -> subprocess.Popen:
@@ -35,3 +39,18 @@ def stop_worker(proc: subprocess.Popen, *, timeout_s: float = 30.0) -> int:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode
+
+
+@contextmanager
+def running_worker(settings: Settings, *, log_name: str) -> Iterator[Callable[[], bool]]:
+    """A worker child process for ``settings`` (model set, home, queue, device) for the duration of the block;
+    yields a function telling whether it is still alive. The log goes to ``PAGEQA_HOME/logs/<log_name>.log``."""
+    env = {
+        **os.environ, "PAGEQA_HOME": str(settings.home_dir), "PAGEQA_MODELS": settings.models,
+        "PAGEQA_WORKER_QUEUE": settings.worker_queue,
+    }
+    proc = spawn_worker(env=env, log_path=settings.home_dir / "logs" / f"{log_name}.log", device=settings.device)
+    try:
+        yield lambda: proc.poll() is None
+    finally:
+        stop_worker(proc)

@@ -17,6 +17,18 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
 _indexes: dict[tuple[int, str], tuple[tuple[int, int], CorpusIndex]] = {}
+_ocr = None
+
+
+def ocr():
+    """The process's OCR engine (rapidocr), created on first use: only pages without a text layer need it."""
+    global _ocr
+    with _lock:
+        if _ocr is None:
+            from models.ocr import PageOCR
+
+            _ocr = PageOCR()
+        return _ocr
 
 
 def pipeline(settings: Settings) -> Pipeline:
@@ -32,6 +44,8 @@ def pipeline(settings: Settings) -> Pipeline:
 def corpus_index(settings: Settings, *, corpus_id: int) -> CorpusIndex:
     """The corpus's packed multi-vectors for the resident retriever; re-read when pages were added or removed."""
     pipe = pipeline(settings)
+    if pipe.retriever is None:
+        raise RuntimeError("this model set has no visual retriever")
     model_id = pipe.retriever.model_id
     key = (corpus_id, model_id)
     with session_scope(settings) as session:

@@ -6,7 +6,7 @@ import redis
 from sqlalchemy import text
 
 from db import embedded
-from db.engine import get_engine, resolve_database_url
+from db.engine import MIGRATIONS_DIR, get_engine, resolve_database_url
 from worker import broker
 
 
@@ -18,8 +18,29 @@ def test_postgres_has_pgvector_and_the_schema(settings, services):
         head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert tuple(int(x) for x in version.split(".")[:2]) >= (0, 8)
     assert int(server) >= 150000
-    assert {"corpora", "documents", "pages", "page_embeddings", "jobs", "questions", "answers", "citations"} <= tables
-    assert head == "0001"
+    assert {"corpora", "documents", "pages", "page_embeddings", "jobs", "questions", "answers", "citations",
+            "passages", "lane_hits"} <= tables
+    assert head == _script_head()
+
+
+def _script_head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_migrations_match_the_models(settings, services):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from db.schema import Base
+
+    with get_engine(settings).connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == [], "db/schema.py and db/migrations disagree: write a migration"
 
 
 def test_start_is_idempotent_and_reuses_the_running_servers(settings, services):

@@ -85,7 +85,7 @@ def test_retrieve_respects_a_document_filter(pipeline):
     )
     from models.pipeline import ChunkQuestion
 
-    everywhere, only_doc2, no_such_doc = pipeline.retrieve(
+    everywhere, only_doc2, no_such_doc = pipeline.retrieve_visual(
         [ChunkQuestion(1, "cracks"), ChunkQuestion(2, "cracks", 2), ChunkQuestion(3, "cracks", 99)], index, top_k=5
     )
     assert sorted(pid for pid, _ in everywhere) == [11, 12, 13]

@@ -1,0 +1,45 @@
+"""The offline model set through a real worker: text lanes (full-text + MiniLM passages), no reranker, and
+extractive answers that cite the page they come from."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts.ingest import ingest_files
+from scripts.jobs import result_records, submit_file
+from scripts.progress import embed_and_wait, watch_job
+from worker.process import running_worker
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(scope="module")
+def offline(settings, services):
+    """Settings for the offline set on their own queue, with a worker serving it."""
+    offline = settings.model_copy(update={"models": "offline", "worker_queue": "pageqa-offline"})
+    with running_worker(offline, log_name="test-offline-worker") as alive:
+        yield offline, alive
+
+
+def test_offline_answers_are_extracted_from_the_cited_page(offline, sample_docs, tmp_path):
+    settings, alive = offline
+    ingest_files(settings, corpus="offline", files=[sample_docs["pdf"]])
+    embed_and_wait(settings, corpus="offline", wait=True, alive=alive)
+    questions = tmp_path / "q.csv"
+    questions.write_text(
+        "custom_id,question\n"
+        "apples,How many tonnes of apples were harvested in 2023?\n"
+        "revenue,What did quarterly revenue rise to?\n",
+        encoding="utf-8",
+    )
+    job = submit_file(settings, path=questions, corpus="offline", options={})
+    assert watch_job(settings, job_id=job.job_id, alive=alive).status == "completed"
+    records = {r["custom_id"]: r for r in result_records(settings, job_id=job.job_id)}
+
+    apples, revenue = records["apples"], records["revenue"]
+    assert apples["answer_kind"] == "extractive" and "41 tonnes" in apples["answer"]
+    assert apples["evidence"] == {"document": "report.pdf", "page": 1}
+    assert apples["citations"][0]["page"] == 1 and set(apples["citations"][0]["lanes"]) == {"lexical", "dense"}
+    assert "12.5 million" in revenue["answer"] and revenue["evidence"]["page"] == 3
+    assert apples["models"] == {"retriever": "text:sentence-transformers/all-MiniLM-L6-v2", "reranker": "none",
+                                "generator": "extractive:sentence-transformers/all-MiniLM-L6-v2"}
