@@ -46,7 +46,7 @@ def or_query(question: str) -> str:
 
 def lexical_search(
     session: Session, *, queries: Sequence[str], corpus_id: int, document_ids: Sequence[int | None], k: int,
-    rank: str = "ts_rank_cd", normalization: int = 1, mode: str = "or",
+    rank: str = "ts_rank", normalization: int = 1, mode: str = "or",
 ) -> list[list[tuple[int, float]]]:
     """Full-text search per query over the pages' ``tsvector`` (English stemming, GIN index).
 

@@ -74,14 +74,14 @@ class Settings(BaseSettings):
     lanes: list[Lane] = Field(default=["visual", "lexical", "dense"], description="Retrieval lanes to fuse.")
     lane_weights: dict[str, float] = Field(default={}, description="RRF weight per lane (default 1.0).")
     rrf_k: int = Field(default=60, gt=0, description="Reciprocal rank fusion constant.")
-    lexical_rank: Literal["ts_rank_cd", "ts_rank"] = "ts_rank_cd"
+    lexical_rank: Literal["ts_rank_cd", "ts_rank"] = "ts_rank"
     lexical_normalization: int = Field(default=1, ge=0, description="PostgreSQL rank normalisation flags.")
     lexical_mode: Literal["or", "websearch"] = "or"
     ocr: bool = Field(default=True, description="OCR pages that have no text layer (rapidocr).")
     passage_words: int = Field(default=100, gt=0, description="Words per passage of the dense text lane.")
     text_batch_size: int = Field(default=64, gt=0)
     extractive_threshold: float = Field(
-        default=0.45, description="Offline answers below this passage score are 'Not answerable'."
+        default=0.575, description="Offline answers below this passage score are 'Not answerable' (calibrated: docs/evaluation.md)."
     )
 
     retrieve_top_k: int = Field(default=20, gt=0)

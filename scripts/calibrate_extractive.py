@@ -94,6 +94,28 @@ def page_sets(samples: Sequence[Sample], pdf_dir: Path, encoder: TextEncoder) ->
             for s in samples]
 
 
+def retrieved_page_sets(job_id: str, samples: Sequence[Sample], top: int) -> list[list[PageText]]:
+    """The pages an evaluation job (``pageqa eval``) gave its questions: the top ``top`` fused pages of each
+    (custom_id ``s<index>``), with their stored text (PDF text layer or OCR); ``page_id`` is the 1-based page."""
+    from sqlalchemy import select
+
+    from db import jobs as jobs_db
+    from db.engine import session_scope
+    from db.schema import Document, Page
+    from pageqa.settings import get_settings
+
+    with session_scope(get_settings()) as session:
+        rankings = jobs_db.lane_rankings(session, job_id=job_id)
+        corpus_id = jobs_db.get_job(session, job_id=job_id).corpus_id
+        rows = session.execute(
+            select(Document.source, Page.page_number, Page.text).join(Page, Page.document_id == Document.id)
+            .where(Document.corpus_id == corpus_id)
+        ).all()
+    texts = {(doc, n): text for doc, n, text in rows}
+    return [[PageText(n, texts[(s.doc_id, n)]) for n in rankings.get(f"s{s.index:04d}", {}).get("fused", [])[:top]]
+            for s in samples]
+
+
 def gold_items(answer: str) -> list[str]:
     """The gold answer's items (one unless it is a list), dropping items empty after normalisation."""
     items = parse_list_answer(answer)
@@ -187,20 +209,23 @@ def main(
     = DATA_DIR,
     window: Annotated[int, typer.Option(min=1, max=3, help="Sentences per window.")] = 2,
     lexical_weight: Annotated[float, typer.Option(help="Weight of the key-term bonus.")] = LEXICAL_WEIGHT,
+    job: Annotated[str | None, typer.Option(help="Use the pages a `pageqa eval` job retrieved (top 3 fused) "
+                                                 "instead of the gold pages; needs the same PAGEQA_HOME.")] = None,
 ) -> None:
     """Calibrate the extractive answerer's threshold on MMLongBench-Doc; print Markdown tables."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         samples = read_samples(data)
         encoder = TextEncoder(DEFAULT_TEXT_MODEL)
-        pages = page_sets(samples, data / "pdfs", encoder)
+        pages = retrieved_page_sets(job, samples, NA_PAGES) if job else page_sets(samples, data / "pdfs", encoder)
         answerer = ExtractiveAnswerer(encoder, threshold=float("-inf"), window=window, lexical_weight=lexical_weight)
         outcomes = evaluate(samples, pages, answerer)
     except PageQAError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     rows = sweep(outcomes, THRESHOLDS)
-    typer.echo(f"window {window} sentences, lexical weight {lexical_weight}, {NA_PAGES} pages per NA question\n")
+    source = f"the top {NA_PAGES} fused pages of job {job}" if job else f"gold pages ({NA_PAGES} pages per NA question)"
+    typer.echo(f"window {window} sentences, lexical weight {lexical_weight}, {source}\n")
     typer.echo(report(outcomes, rows))
     best = suggest(rows)
     typer.echo(f"\nsuggested threshold (lowest with NA acc >= {TARGET_NA_ACCURACY}): "

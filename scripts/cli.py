@@ -11,8 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pageqa.errors import PageQAError
+from pageqa.errors import ConfigError, PageQAError
 from pageqa.settings import Settings, get_settings
+
+LANES = ("visual", "lexical", "dense")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False)
 services_app = typer.Typer(no_args_is_help=True, help="Manage the embedded PostgreSQL and Redis.")
@@ -53,6 +55,21 @@ def prepare(settings: Settings) -> None:
     resolve_broker_url(settings)
     migrate(settings)
     _prepared = True
+
+
+def parse_lanes(text: str | None) -> list[str] | None:
+    """``visual,lexical,dense`` → a list of lane names; None for None.
+
+    Raises:
+        ConfigError: an unknown lane name.
+    """
+    if text is None:
+        return None
+    lanes = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in lanes if x not in LANES]
+    if unknown or not lanes:
+        raise ConfigError(f"--lanes takes a comma-separated subset of {', '.join(LANES)}, not {text!r}")
+    return lanes
 
 
 @command(services_app, "start")
@@ -148,6 +165,7 @@ def submit(
     rerank_top_k: Annotated[int | None, typer.Option(min=1, help="Pages passed to the generator.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(min=1)] = None,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Questions per worker task.")] = None,
+    lanes: Annotated[str | None, typer.Option(help="Comma-separated retrieval lanes: visual,lexical,dense.")] = None,
     document_field: Annotated[str, typer.Option(help="Column naming the document to search in.")] = "document",
     strict: Annotated[bool, typer.Option(help="Refuse the whole file if any row is invalid.")] = False,
 ) -> None:
@@ -158,7 +176,7 @@ def submit(
     prepare(settings)
     options = {k: v for k, v in {
         "retrieve_top_k": retrieve_top_k, "rerank_top_k": rerank_top_k, "max_new_tokens": max_new_tokens,
-        "chunk_size": chunk_size,
+        "chunk_size": chunk_size, "lanes": parse_lanes(lanes),
     }.items() if v is not None}
     result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict,
                          document_field=document_field)
@@ -220,10 +238,11 @@ def jobs(limit: int = 20) -> None:
 
     settings = get_settings()
     prepare(settings)
-    table = Table("job", "status", "questions", "source", "created")
+    table = Table("status", "questions", "source", "created")
+    table.add_column("job", no_wrap=True)
     with session_scope(settings) as session:
         for job in jobs_db.latest_jobs(session, limit=limit):
-            table.add_row(job.id, job.status.value, str(job.total), job.source, f"{job.created_at:%Y-%m-%d %H:%M:%S}")
+            table.add_row(job.status.value, str(job.total), job.source, f"{job.created_at:%Y-%m-%d %H:%M:%S}", job.id)
     console.print(table)
 
 
@@ -280,7 +299,7 @@ def evaluate(
     prepare(settings)
     report = run_eval(
         settings, directory, corpus=corpus, documents=document or (), max_documents=max_documents,
-        lanes=[x.strip() for x in lanes.split(",")] if lanes else (), output=output, spawn_worker=spawn_worker,
+        lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker,
     )
     console.print(to_markdown(report), markup=False, highlight=False)
 

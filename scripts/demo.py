@@ -74,30 +74,37 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
 
 
 def _print_results(console: Console, questions, records: dict[str, dict]) -> None:
+    from scripts.metrics import contains_answer
+
     table = Table(show_lines=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("question", min_width=30)
-    table.add_column("gold (page)", no_wrap=True)
-    table.add_column("answer", overflow="ellipsis", no_wrap=True, max_width=40)
-    table.add_column("cited pages", no_wrap=True)
-    table.add_column("gold cited", no_wrap=True)
-    hits = top1 = 0
+    for name, kw in (("id", {"no_wrap": True}), ("question", {"min_width": 30}), ("gold (page)", {"no_wrap": True}),
+                     ("answer", {"overflow": "ellipsis", "no_wrap": True, "max_width": 36}),
+                     ("cited pages", {"no_wrap": True}), ("gold page cited", {"no_wrap": True}),
+                     ("gold in answer", {"no_wrap": True})):
+        table.add_column(name, **kw)
+    hits = top1 = found = 0
     for q in questions:
         r = records.get(q.custom_id, {})
-        cites = r.get("citations") or []
-        pages = [c["page"] for c in cites]
-        hit = q.gold_page in pages
-        hits += hit
-        top1 += bool(pages) and pages[0] == q.gold_page
-        answer = r.get("answer") if r.get("status") == "answered" else f"[red]{r.get('error') or r.get('status')}[/red]"
-        cited = ", ".join(f"p.{p}" for p in pages) or "-"
-        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", _short(answer, 60), cited,
-                      "[green]yes[/green]" if hit else "no")
-    # the table needs ~110 columns; piped output would otherwise be squeezed to 80
-    Console(width=max(console.width, 120), soft_wrap=False).print(table)
+        pages = [c["page"] for c in r.get("citations") or []]
+        hit, top, has = q.gold_page in pages, bool(pages) and pages[0] == q.gold_page, False
+        if r.get("status") == "answered":
+            answer = r.get("answer") or ""
+            has = contains_answer(answer, q.gold_answer)
+        else:
+            answer = f"[red]{r.get('error') or r.get('status')}[/red]"
+        hits, top1, found = hits + hit, top1 + top, found + has
+        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", _short(answer, 60),
+                      ", ".join(f"p.{p}" for p in pages) or "-", _yes(hit), _yes(has))
+    # the table needs ~150 columns; piped output would otherwise be squeezed to 80
+    Console(width=max(console.width, 150), soft_wrap=False).print(table)
     n = max(len(questions), 1)
-    console.print(f"gold page cited for {hits}/{len(questions)} questions ({hits / n:.0%}); "
-                  f"ranked first for {top1}/{len(questions)} ({top1 / n:.0%})")
+    console.print(f"gold page cited for {hits}/{len(questions)} questions ({hits / n:.0%}), ranked first for "
+                  f"{top1}/{len(questions)} ({top1 / n:.0%}); the answer contains the gold value for "
+                  f"{found}/{len(questions)} ({found / n:.0%})")
+
+
+def _yes(flag: bool) -> str:
+    return "[green]yes[/green]" if flag else "no"
 
 
 def _short(text: str | None, limit: int = 60) -> str:

@@ -192,3 +192,19 @@ def test_one_task_with_questions_of_two_jobs_answers_each_against_its_own_corpus
         wait_for(lambda j=job_id: "completed" in cli("status", j).stdout, timeout_s=120, what=job_id)
     other = [json.loads(line) for line in cli("results", job_ids[1]).stdout.splitlines()]
     assert [c["document"] for c in other[0]["citations"]] == ["red.png"]  # the only page of e2e-other
+
+
+def test_lanes_are_a_per_job_option(settings, corpus, tmp_path):
+    from db import jobs as jobs_db
+
+    path = tmp_path / "lexical.csv"
+    path.write_text("custom_id,question\nl1,apple harvest tonnes\n", encoding="utf-8")
+    job_id = cli("submit", str(path), "--corpus", CORPUS, "--lanes", "lexical").stdout.strip().splitlines()[-1]
+    assert "completed" in cli("status", job_id, "--watch").stdout
+    (record,) = [json.loads(line) for line in cli("results", job_id).stdout.splitlines()]
+    assert record["citations"] and all(c["lanes"] == ["lexical"] for c in record["citations"])
+    assert record["citations"][0]["document"] == "report.pdf" and record["citations"][0]["page"] == 1
+    with session_scope(settings) as session:
+        assert set(jobs_db.lane_rankings(session, job_id=job_id)["l1"]) == {"lexical", "fused"}
+    bad = cli("submit", str(path), "--corpus", CORPUS, "--lanes", "visual,ocr", ok=False)
+    assert bad.exit_code == 1 and "--lanes takes" in bad.stderr
