@@ -10,8 +10,11 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import text
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
+
+from db.schema import TEXT_DIM
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -26,11 +29,11 @@ LIMIT :k
 
 DENSE_SQL = """
 SELECT page_id, max(sim) AS score FROM (
-    SELECT s.page_id, 1 - (s.embedding <=> CAST(:vector AS vector)) AS sim
+    SELECT s.page_id, 1 - (s.embedding <=> :vector) AS sim
     FROM passages s JOIN pages g ON g.id = s.page_id JOIN documents d ON d.id = g.document_id
     WHERE d.corpus_id = :corpus_id AND s.model_id = :model_id
       AND (CAST(:document_id AS integer) IS NULL OR g.document_id = :document_id)
-    ORDER BY s.embedding <=> CAST(:vector AS vector)
+    ORDER BY s.embedding <=> :vector
     LIMIT :n_passages
 ) best GROUP BY page_id ORDER BY score DESC, page_id LIMIT :k
 """
@@ -79,11 +82,10 @@ def dense_search(
     """
     session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
     session.execute(text("SET LOCAL hnsw.ef_search = 200"))
-    sql = text(DENSE_SQL)
+    sql = text(DENSE_SQL).bindparams(bindparam("vector", type_=Vector(TEXT_DIM)))
     results = []
     for vector, document_id in zip(vectors, document_ids, strict=True):
-        literal = "[" + ",".join(f"{x:.6f}" for x in vector.tolist()) + "]"
-        rows = session.execute(sql, {"vector": literal, "corpus_id": corpus_id, "model_id": model_id,
+        rows = session.execute(sql, {"vector": vector, "corpus_id": corpus_id, "model_id": model_id,
                                      "document_id": document_id, "k": k, "n_passages": n_passages}).all()
         results.append([(int(pid), float(score)) for pid, score in rows])
     return results
