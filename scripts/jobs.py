@@ -76,10 +76,12 @@ class JobStatusView:
 
     @property
     def done(self) -> int:
+        """Questions that have ended, answered or failed."""
         return self.counts["answered"] + self.counts["failed"]
 
     @property
     def finished(self) -> bool:
+        """Whether the job has reached a final status."""
         return self.status in ("completed", "failed", "cancelled")
 
 
