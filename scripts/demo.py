@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -22,22 +23,42 @@ CORPUS = "gapminder-demo"
 
 
 def choose_model_set(settings: Settings) -> tuple[Settings, str]:
-    """The settings to run the demo with, and one line saying which model set and why."""
+    """The settings to run the demo with, and one line saying which model set and why: the real set only when
+    CUDA is present and every checkpoint is local, cached or reachable on the hub; else the offline set."""
     if settings.models == "tiny":
         return settings, "model set: tiny (PAGEQA_MODELS=tiny); random weights, so answers are meaningless by design"
     if settings.models == "offline":
         return settings, "model set: offline (PAGEQA_MODELS=offline): text lanes and extractive answers on the CPU"
     import torch
 
+    ids = [v for k, v in settings.model_ids().items() if k != "text" and v]
+    missing = next((i for i in ids if not _loadable(i)), None) if torch.cuda.is_available() else None
     if not torch.cuda.is_available():
-        why = "no CUDA GPU here, and the Qwen2-VL models need one and the Hugging Face hub"
-    elif os.environ.get("HF_HUB_OFFLINE") == "1":
-        why = "HF_HUB_OFFLINE=1, and the real weights come from the Hugging Face hub"
+        why = "no CUDA GPU here, and the Qwen2-VL models need one"
+    elif missing:
+        why = f"{missing} is neither cached nor reachable on the Hugging Face hub"
     else:
         return settings, f"model set: real ({settings.model_ids()['generator']} and friends, on CUDA)"
     offline = settings.model_copy(update={"models": "offline"})
     return offline, (f"model set: offline, because {why}: full-text and MiniLM passage retrieval fused by RRF, "
                      "answers extracted from the cited page")
+
+
+def _loadable(model_id: str) -> bool:
+    """Whether ``model_id`` is a local directory, is in the Hugging Face cache, or answers on the hub (5 s)."""
+    if Path(model_id).is_dir():
+        return True
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    if any(isinstance(try_to_load_from_cache(model_id, f), str) for f in ("config.json", "adapter_config.json")):
+        return True
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        HfApi().model_info(model_id, timeout=5)
+    except Exception:  # any network or hub error means: not loadable from here
+        return False
+    return True
 
 
 def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console: Console) -> None:
