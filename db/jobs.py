@@ -11,7 +11,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from db.schema import Answer, Citation, Job, JobStatus, LaneHit, Question, QuestionStatus
+from db.schema import (
+    Answer,
+    Citation,
+    Job,
+    JobStatus,
+    LaneHit,
+    Question,
+    QuestionStatus,
+)
 from pageqa.errors import NotFoundError
 
 
@@ -203,17 +211,6 @@ def answered_questions(session: Session, *, job_id: str) -> list[tuple[Question,
         .order_by(Question.line_number, Question.id)
     )
     return [(q, a) for q, a in session.execute(stmt)]
-
-
-def mean_stage_ms(session: Session, *, job_id: str) -> dict[str, float]:
-    """Mean milliseconds per question in retrieve, rerank and generate over the job's answers."""
-    stmt = (
-        select(func.avg(Answer.retrieve_ms), func.avg(Answer.rerank_ms), func.avg(Answer.generate_ms))
-        .join(Question, Question.id == Answer.question_id)
-        .where(Question.job_id == job_id)
-    )
-    r, rr, g = session.execute(stmt).one()
-    return {"retrieve": float(r or 0), "rerank": float(rr or 0), "generate": float(g or 0)}
 
 
 def elapsed_s(job: Job, *, now: dt.datetime | None = None) -> float:

@@ -29,9 +29,3 @@ def compute_dtype(device: torch.device) -> torch.dtype:
     """bfloat16 on CUDA (L4s support it natively), float32 on the CPU, where bf16 matmuls are slow."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
-
-def peak_memory_bytes(device: torch.device) -> int | None:
-    """``torch.cuda.max_memory_allocated`` on CUDA, in bytes; None elsewhere."""
-    if device.type != "cuda":
-        return None
-    return int(torch.cuda.max_memory_allocated(device))

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models import NOT_ANSWERABLE
 from models.passages import split_sentences
 from models.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 
-NOT_ANSWERABLE = "Not answerable"
 LEXICAL_WEIGHT = 0.0  # measured: see the module docstring
 NO_TEXT_SCORE = -1.0  # the lowest cosine: the score of a question whose pages hold no text
 

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
+from models import NOT_ANSWERABLE
 from models.loading import from_pretrained, set_pixel_budget
 
 log = logging.getLogger(__name__)
 
-NOT_ANSWERABLE = "Not answerable"
 PROMPT = (
     "Answer the question using only the document pages shown above. Reply with the answer alone, as briefly as "
     f'possible. If the pages do not contain the answer, reply exactly "{NOT_ANSWERABLE}".\nQuestion: {{question}}'

@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from models import NOT_ANSWERABLE
 from models.device import compute_dtype, resolve_device
 from models.fusion import Fused
 from models.retriever import ColQwen2Retriever, PackedPages, maxsim_scores
 from pageqa.settings import Settings
 
 log = logging.getLogger(__name__)
-
-NOT_ANSWERABLE = "Not answerable"
 
 
 @dataclass(frozen=True)

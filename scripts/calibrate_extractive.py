@@ -32,7 +32,13 @@ import numpy as np
 import pypdfium2 as pdfium
 import typer
 
-from models.extractive import LEXICAL_WEIGHT, NO_TEXT_SCORE, ExtractiveAnswerer, PageText, sentence_windows
+from models.extractive import (
+    LEXICAL_WEIGHT,
+    NO_TEXT_SCORE,
+    ExtractiveAnswerer,
+    PageText,
+    sentence_windows,
+)
 from models.passages import split_passages
 from models.text_encoder import DEFAULT_TEXT_MODEL, TextEncoder
 from pageqa.errors import InputError, PageQAError

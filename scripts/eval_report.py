@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scripts.metrics import anls, contains_answer, exact_match, is_not_answerable, mean_metrics
+from scripts.metrics import (
+    anls,
+    contains_answer,
+    exact_match,
+    is_not_answerable,
+    mean_metrics,
+)
 from scripts.mmlongbench import Sample, source_category
 
 LANE_ORDER = ("visual", "lexical", "dense", "fused")

@@ -11,7 +11,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bundled copy must load without the hub
 
 from models.extractive import (  # noqa: E402
-    NO_TEXT_SCORE, NOT_ANSWERABLE, ExtractiveAnswerer, PageText, key_terms, lexical_overlap,
+    NO_TEXT_SCORE,
+    NOT_ANSWERABLE,
+    ExtractiveAnswerer,
+    PageText,
+    key_terms,
+    lexical_overlap,
 )
 from models.passages import MAX_SENTENCE_WORDS, split_passages, split_sentences  # noqa: E402
 from models.text_encoder import DEFAULT_TEXT_MODEL, TextEncoder, resolve_text_model  # noqa: E402

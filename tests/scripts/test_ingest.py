@@ -4,9 +4,9 @@ while the good ones are kept."""
 from __future__ import annotations
 
 import pytest
+from conftest import PDF_PAGES
 from sqlalchemy import select
 
-from conftest import PDF_PAGES
 from db.engine import session_scope
 from db.schema import Corpus, Document, Page
 from models.images import decode_image

@@ -16,8 +16,8 @@ from scripts.metrics import (
     mean_metrics,
     ndcg_at_k,
     normalize_answer,
-    reciprocal_rank,
     recall_at_k,
+    reciprocal_rank,
 )
 
 # ranked [3, 1, 2], gold {1, 2}: gold pages at ranks 2 and 3.

@@ -8,10 +8,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import wait_for
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from conftest import wait_for
 from db.engine import session_scope
 from db.schema import Answer, Citation, Corpus, Document, Page, PageEmbedding, Question
 from scripts.cli import app
