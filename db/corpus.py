@@ -239,3 +239,39 @@ def page_texts(session: Session, *, page_ids: Sequence[int]) -> dict[int, str]:
 def page_ids_of_document(session: Session, *, document_id: int) -> list[int]:
     """The document's page ids in page order."""
     return list(session.scalars(select(Page.id).where(Page.document_id == document_id).order_by(Page.page_number)))
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a delete removed: documents, pages, multi-vectors, passages and citations (counts)."""
+
+    documents: int
+    pages: int
+    embeddings: int
+    passages: int
+    citations: int
+
+
+def delete_documents(session: Session, *, corpus_id: int, document_ids: Sequence[int] | None = None) -> Deleted:
+    """Delete documents of a corpus (all of them when ``document_ids`` is None) with their pages, multi-vectors,
+    passages, lane hits and citations (foreign keys cascade; counted first). Answers stay, minus those citations.
+    """
+    from db.schema import Citation
+
+    docs = select(Document.id).where(Document.corpus_id == corpus_id)
+    if document_ids is not None:
+        docs = docs.where(Document.id.in_(document_ids))
+    pages = select(Page.id).where(Page.document_id.in_(docs))
+
+    def count(model, column) -> int:
+        return session.scalar(select(func.count()).select_from(model).where(column.in_(pages))) or 0
+
+    counts = Deleted(
+        documents=session.scalar(select(func.count()).select_from(docs.subquery())) or 0,
+        pages=count(Page, Page.id),
+        embeddings=count(PageEmbedding, PageEmbedding.page_id),
+        passages=count(Passage, Passage.page_id),
+        citations=count(Citation, Citation.page_id),
+    )
+    session.execute(delete(Document).where(Document.id.in_(docs)))
+    return counts

@@ -229,6 +229,38 @@ def results(
 
 
 @command(app)
+def delete(
+    document: Annotated[str | None, typer.Argument(help="Document file name or title; omit to empty the corpus.")]
+    = None,
+    corpus: Annotated[str, typer.Option(help="Corpus the document belongs to.")] = ...,
+    yes: Annotated[bool, typer.Option("--yes", help="Empty the whole corpus without asking.")] = False,
+) -> None:
+    """Delete a document (or every document of a corpus) with its pages, embeddings and index entries.
+
+    Citations of the deleted pages go with them; the answers themselves stay.
+    """
+    from db import corpus as corpus_db
+    from db.engine import session_scope
+    from pageqa.errors import NotFoundError
+
+    settings = get_settings()
+    prepare(settings)
+    if document is None and not yes:
+        typer.confirm(f"Delete every document of corpus {corpus!r}?", abort=True)
+    with session_scope(settings) as session:
+        corpus_id = corpus_db.get_corpus(session, name=corpus).id
+        ids = None
+        if document is not None:
+            doc = corpus_db.documents_by_name(session, corpus_id=corpus_id).get(document)
+            if doc is None:
+                raise NotFoundError(f"no document {document!r} in corpus {corpus!r}")
+            ids = [doc.id]
+        gone = corpus_db.delete_documents(session, corpus_id=corpus_id, document_ids=ids)
+    console.print(f"deleted {gone.documents} documents: {gone.pages} pages, {gone.embeddings} multi-vectors, "
+                  f"{gone.passages} passages, {gone.citations} citations")
+
+
+@command(app)
 def jobs(limit: int = 20) -> None:
     """List the most recent jobs."""
     from rich.table import Table
