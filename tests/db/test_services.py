@@ -68,3 +68,22 @@ def test_stop_and_start_again_keeps_data(settings, services):
     with get_engine(settings).connect() as conn:
         names = set(conn.execute(text("SELECT name FROM corpora")).scalars())
     assert "survives-restart" in names
+
+
+def test_concurrent_starts_share_one_redis_server(tmp_path):
+    """Several processes starting the embedded Redis of one home at once end with one server."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    code = f"from pathlib import Path; from worker import broker; print(broker.start(Path({str(home)!r})))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) for _ in range(4)]
+    urls = {p.communicate(timeout=60)[0].decode().strip() for p in procs}
+    try:
+        assert len(urls) == 1 and all(p.returncode == 0 for p in procs)
+        out = subprocess.run(["pgrep", "-f", f"unixsocket:{broker.socket_path(home)}"], capture_output=True, text=True)
+        pids = [line for line in out.stdout.split() if line]
+        assert len(pids) == 1, f"one server expected, found pids {pids}"
+    finally:
+        broker.stop(home)
+    assert not broker.is_running(home)
