@@ -157,13 +157,15 @@ def group_lines(boxes: Sequence[Sequence[tuple[float, float]]], texts: Sequence[
         boxes: one quadrilateral per text box, 4 ``(x, y)`` corners in pixels (y grows downwards).
         texts: the recognised text of each box, same order as ``boxes``.
 
-    A box joins the line above it when their vertical extents overlap by at least ``LINE_OVERLAP`` of the
-    shorter height; side-by-side columns therefore read across, one row of both columns per line.
+    Boxes are taken in order of vertical centre; a box joins the line being built when their vertical extents
+    overlap by at least ``LINE_OVERLAP`` of the shorter height, else it starts a new line. Side-by-side columns
+    therefore read across: one row of both columns per line.
     """
-    items = sorted(
-        ((min(y for _, y in b), max(y for _, y in b), min(x for x, _ in b), t) for b, t in zip(boxes, texts)),
-        key=lambda it: (it[0] + it[1]) / 2,
-    )
+    items = []  # (top, bottom, left, text) per box, pixels
+    for corners, text in zip(boxes, texts, strict=True):
+        xs, ys = [x for x, _ in corners], [y for _, y in corners]
+        items.append((min(ys), max(ys), min(xs), text))
+    items.sort(key=lambda it: (it[0] + it[1]) / 2)
     lines: list[list[tuple[float, float, float, str]]] = []
     top = bottom = 0.0  # vertical extent of the current line, pixels
     for item in items:
@@ -175,4 +177,5 @@ def group_lines(boxes: Sequence[Sequence[tuple[float, float]]], texts: Sequence[
         else:
             lines.append([item])
             top, bottom = y0, y1
-    return [" ".join(t for *_, t in sorted(line, key=lambda it: it[2]) if t.strip()) for line in lines]
+    joined = (" ".join(t.strip() for *_, t in sorted(line, key=lambda it: it[2]) if t.strip()) for line in lines)
+    return [line for line in joined if line]

@@ -160,9 +160,7 @@ def run(refs: list[PageRef], ocr: PageOCR) -> list[PageRun]:
     return runs
 
 
-def report(
-    summary: Summary, *, pdf_dir: Path, n_scanned: int, n_total: int, load_s: float, load_before: float
-) -> str:
+def report(summary: Summary, *, pdf_dir: Path, n_scanned: int, n_total: int, load_s: float, load_before: float) -> str:
     """The Markdown section for this run: command, date, table and the set's counts."""
     command = shlex.join(["uv", "run", "python", "-m", "scripts.bench_ocr", *sys.argv[1:]])
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -181,12 +179,12 @@ def write_section(path: Path, key: str, body: str) -> None:
     """Put ``body`` into ``path`` between markers named ``key``, replacing an earlier section with that key."""
     start, end = f"<!-- bench_ocr {key} -->", f"<!-- /bench_ocr {key} -->"
     text = path.read_text() if path.exists() else _DOC_HEADER
-    section = f"{start}\n{body}{end}\n"
+    section = f"{start}\n{body}{end}"
     if start in text and end in text:
         before, rest = text.split(start, 1)
-        text = before + section + rest.split(end, 1)[1].lstrip("\n")
+        text = before + section + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -220,8 +218,9 @@ def main(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     summary = Summary.of(runs, threads)
-    body = report(summary, pdf_dir=pdf_dir, n_scanned=len(scanned), n_total=total, load_s=load_s,
-                  load_before=load_before)
+    body = report(
+        summary, pdf_dir=pdf_dir, n_scanned=len(scanned), n_total=total, load_s=load_s, load_before=load_before
+    )
     typer.echo(body)
     write_section(DOC_PATH, f"pages={pages} threads={threads or 'default'}", body)
     typer.echo(f"written to {DOC_PATH}")

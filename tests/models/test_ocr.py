@@ -42,7 +42,7 @@ def test_reads_rendered_lines_in_order_with_spaces(engine):
     assert result.n_lines == len(LINES)
     got = result.text.lower().split("\n")
     assert len(got) == len(LINES)
-    for line, expected in zip(got, LINES):
+    for line, expected in zip(got, LINES, strict=True):
         # Comparing token lists checks the words and that they are space-separated ("quickbrown" would fail).
         assert line.split() == expected.lower().split()
     assert 0.5 <= result.mean_confidence <= 1.0
