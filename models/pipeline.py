@@ -157,9 +157,10 @@ class Pipeline:
         per stage for the whole chunk. A question with no candidate gets "Not answerable" and no citation."""
         n = max(len(questions), 1)
         t0 = time.perf_counter()
-        kept = self._rerank(questions, candidates, options, load_images)
+        images: dict[int, Image.Image] = {}  # page images loaded for the reranker, reused by the generator
+        kept = self._rerank(questions, candidates, options, load_images, images)
         t1 = time.perf_counter()
-        answers, kind = self._answer(questions, kept, options, load_images, load_texts)
+        answers, kind = self._answer(questions, kept, options, load_images, load_texts, images)
         t2 = time.perf_counter()
         timings = {"rerank": (t1 - t0) * 1e3 / n, "generate": (t2 - t1) * 1e3 / n}
         return [
@@ -167,11 +168,11 @@ class Pipeline:
             for q, cites, (answer, evidence) in zip(questions, kept, answers, strict=True)
         ]
 
-    def _rerank(self, questions, candidates, options, load_images) -> list[list[Cited]]:
+    def _rerank(self, questions, candidates, options, load_images, images) -> list[list[Cited]]:
         if self.reranker is None:  # keep the fused order; the fused score stands in for the rerank score
             return [[Cited(f.page_id, r, f.score, f.score, tuple(f.lanes))
                      for r, f in enumerate(cand[: options.rerank_top_k], 1)] for cand in candidates]
-        images = load_images(sorted({f.page_id for cand in candidates for f in cand}))
+        images.update(load_images(sorted({f.page_id for cand in candidates for f in cand})))
         pairs = [(q.text, images[f.page_id]) for q, cand in zip(questions, candidates) for f in cand]
         flat = iter(self.reranker.score(pairs, batch_size=self.settings.rerank_batch_size))
         kept = []
@@ -181,12 +182,16 @@ class Pipeline:
                          for r, (s, f) in enumerate(scored[: options.rerank_top_k], 1)])
         return kept
 
-    def _answer(self, questions, kept, options, load_images, load_texts) -> tuple[list[tuple[str, int | None]], str]:
+    def _answer(
+        self, questions, kept, options, load_images, load_texts, images
+    ) -> tuple[list[tuple[str, int | None]], str]:
         pending = [i for i, cites in enumerate(kept) if cites]
         answers: list[tuple[str, int | None]] = [(NOT_ANSWERABLE, None)] * len(questions)
         page_ids = sorted({c.page_id for i in pending for c in kept[i]})
         if self.generator is not None:
-            images = load_images(page_ids)
+            missing = [pid for pid in page_ids if pid not in images]
+            if missing:
+                images.update(load_images(missing))
             out = [(a, None) for a in self.generator.generate(
                 [(questions[i].text, [images[c.page_id] for c in kept[i]]) for i in pending],
                 batch_size=self.settings.generate_batch_size, max_new_tokens=options.max_new_tokens,
