@@ -89,10 +89,13 @@ def add_document(
 
 
 def _unindexed(stmt, *, visual_model: str | None, text_model: str):
-    """Restrict a pages query to pages missing the text index of ``text_model`` or the visual embedding."""
+    """Restrict a pages query to pages missing the text index of ``text_model`` or the visual embedding with its
+    pooled tiers."""
     missing = Page.text_indexed_by.is_distinct_from(text_model)
     if visual_model is not None:
-        has = select(PageEmbedding.page_id).where(PageEmbedding.model_id == visual_model)
+        has = select(PageEmbedding.page_id).where(
+            PageEmbedding.model_id == visual_model, PageEmbedding.visual_index_id.is_not(None)
+        )
         missing = missing | Page.id.not_in(has)
     return stmt.where(missing)
 
@@ -137,79 +140,19 @@ def load_pages(session: Session, *, page_ids: Sequence[int]) -> list[Page]:
     return [rows[i] for i in page_ids]
 
 
-def store_embeddings(
-    session: Session, *, page_ids: Sequence[int], vectors: Sequence[np.ndarray], model_id: str,
-    colpali_version: str, max_pixels: int,
-) -> int:
-    """Store one multi-vector per page, ``(n_vectors, dim) float16`` with padding rows already stripped.
-
-    Idempotent: a page that already has an embedding from ``model_id`` keeps it. Returns the rows inserted.
-    """
-    rows = [
-        {
-            "page_id": pid, "model_id": model_id, "colpali_version": colpali_version, "max_pixels": max_pixels,
-            "n_vectors": int(v.shape[0]), "dim": int(v.shape[1]),
-            "vectors": np.ascontiguousarray(v, dtype=np.float16).tobytes(),
-        }
-        for pid, v in zip(page_ids, vectors, strict=True)
-    ]
-    if not rows:
-        return 0
-    stmt = insert(PageEmbedding).values(rows).on_conflict_do_nothing(index_elements=["page_id", "model_id"])
-    return len(session.scalars(stmt.returning(PageEmbedding.id)).all())
+def pages_needing_tiers(session: Session, *, page_ids: Sequence[int], model_id: str) -> tuple[list[int], list[int]]:
+    """Those of ``page_ids`` with no embedding from ``model_id`` (to embed), and those whose embedding predates
+    pooling (to pool from the stored multi-vector)."""
+    rows = dict(session.execute(
+        select(PageEmbedding.page_id, PageEmbedding.visual_index_id)
+        .where(PageEmbedding.model_id == model_id, PageEmbedding.page_id.in_(page_ids))
+    ).all())
+    return [p for p in page_ids if p not in rows], [p for p in page_ids if p in rows and rows[p] is None]
 
 
-@dataclass(frozen=True)
-class CorpusEmbeddings:
-    """Every embedded page of a corpus for one model, for an exact MaxSim scan.
-
-    ``vectors[i]`` is page ``page_ids[i]``'s ``(n_vectors_i, dim) float16`` multi-vector; ``document_ids[i]`` its
-    document. ``version`` changes whenever pages are added or removed, so a worker can cache this object.
-    """
-
-    corpus_id: int
-    model_id: str
-    page_ids: list[int]
-    document_ids: list[int]
-    vectors: list[np.ndarray]
-    version: tuple[int, int]
-
-
-def embeddings_version(session: Session, *, corpus_id: int, model_id: str) -> tuple[int, int]:
-    """(count, max id) of the corpus's embeddings for ``model_id``: cheap to read, changes on every add/delete."""
-    stmt = (
-        select(func.count(PageEmbedding.id), func.coalesce(func.max(PageEmbedding.id), 0))
-        .join(Page, Page.id == PageEmbedding.page_id)
-        .join(Document, Document.id == Page.document_id)
-        .where(Document.corpus_id == corpus_id, PageEmbedding.model_id == model_id)
-    )
-    count, max_id = session.execute(stmt).one()
-    return int(count), int(max_id)
-
-
-def load_corpus_embeddings(session: Session, *, corpus_id: int, model_id: str) -> CorpusEmbeddings:
-    """All page multi-vectors of the corpus for ``model_id``, in document and page order."""
-    version = embeddings_version(session, corpus_id=corpus_id, model_id=model_id)
-    stmt = (
-        select(Page.id, Page.document_id, PageEmbedding.n_vectors, PageEmbedding.dim, PageEmbedding.vectors)
-        .join(PageEmbedding, PageEmbedding.page_id == Page.id)
-        .join(Document, Document.id == Page.document_id)
-        .where(Document.corpus_id == corpus_id, PageEmbedding.model_id == model_id)
-        .order_by(Page.document_id, Page.page_number)
-    )
-    page_ids, doc_ids, vectors = [], [], []
-    for pid, did, n, dim, raw in session.execute(stmt):
-        page_ids.append(pid)
-        doc_ids.append(did)
-        vectors.append(np.frombuffer(raw, dtype=np.float16).reshape(n, dim))
-    return CorpusEmbeddings(corpus_id, model_id, page_ids, doc_ids, vectors, version)
-
-
-def page_ids_without_embedding_among(session: Session, *, page_ids: Sequence[int], model_id: str) -> list[int]:
-    """Those of ``page_ids`` that have no embedding from ``model_id`` yet."""
-    has = select(PageEmbedding.page_id).where(PageEmbedding.model_id == model_id, PageEmbedding.page_id.in_(page_ids))
-    done = set(session.scalars(has))
-    return [pid for pid in page_ids if pid not in done]
+def corpus_of_documents(session: Session, *, document_ids: Sequence[int]) -> dict[int, int]:
+    """Corpus id per document id."""
+    return dict(session.execute(select(Document.id, Document.corpus_id).where(Document.id.in_(document_ids))).all())
 
 
 def set_page_text(session: Session, *, page_id: int, text: str, source: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from pgvector.sqlalchemy import Vector
+from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
     BigInteger,
     Computed,
@@ -127,10 +127,35 @@ class Passage(Base):
     embedding: Mapped[list[float]] = mapped_column(Vector(TEXT_DIM))
 
 
-class PageEmbedding(Base):
-    """ColQwen2 multi-vector of one page: ``n_vectors`` patch embeddings of ``dim`` float16 values, padding stripped.
+#: Dimension of ColQwen2 patch and query vectors (the pooled first-stage tier is ``halfvec(128)``).
+VISUAL_DIM = 128
 
-    ``vectors`` holds the row-major bytes of a ``(n_vectors, dim) float16`` array.
+
+class VisualIndex(Base):
+    """The late-interaction index of one corpus for one retriever model: which pooling made its tiers.
+
+    There is one row per (corpus, model), and every page's tiers point at it, so a corpus cannot hold pages pooled
+    two ways: pages from another pooling are refused at load time (see ``db.multivector``).
+    """
+
+    __tablename__ = "visual_indexes"
+    __table_args__ = (UniqueConstraint("corpus_id", "model_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(Text)
+    pooling: Mapped[str] = mapped_column(Text, doc="PoolingSpec.name, e.g. 'kmeans-v1:16/64:8'.")
+    dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class PageEmbedding(Base):
+    """ColQwen2 multi-vector of one page in two tiers.
+
+    * exact: ``vectors``, the row-major bytes of the ``(n_vectors, dim) float16`` patch embeddings, padding stripped.
+    * fine pooled: ``fine``, ``(n_fine, dim) float16`` k-means centroids, scored for the first stage's candidates.
+
+    The coarse pooled tier (the first stage) lives in ``page_pool_vectors``. ``visual_index_id`` is NULL for rows
+    stored before pooling existed; their pooled tiers are built from ``vectors`` when the corpus is indexed again.
     """
 
     __tablename__ = "page_embeddings"
@@ -143,7 +168,31 @@ class PageEmbedding(Base):
     n_vectors: Mapped[int] = mapped_column(Integer)
     dim: Mapped[int] = mapped_column(Integer)
     vectors: Mapped[bytes] = mapped_column(LargeBinary)
+    visual_index_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visual_indexes.id", ondelete="CASCADE"), index=True
+    )
+    n_fine: Mapped[int | None] = mapped_column(Integer)
+    fine: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = _now()
+
+
+class PagePoolVector(Base):
+    """One coarse pooled vector of a page: a row of the first stage's pgvector HNSW index (inner product).
+
+    ``visual_index_id``, ``document_id`` and ``page_id`` are copies kept for filtering the index scan.
+    """
+
+    __tablename__ = "page_pool_vectors"
+    __table_args__ = (
+        Index("ix_page_pool_vectors_hnsw", "vector", postgresql_using="hnsw",
+              postgresql_ops={"vector": "halfvec_ip_ops"}),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    embedding_id: Mapped[int] = mapped_column(ForeignKey("page_embeddings.id", ondelete="CASCADE"), index=True)
+    visual_index_id: Mapped[int] = mapped_column(Integer)
+    document_id: Mapped[int] = mapped_column(Integer, index=True)
+    page_id: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[list[float]] = mapped_column(HALFVEC(VISUAL_DIM))
 
 
 class Job(Base):

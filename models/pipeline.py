@@ -9,13 +9,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import torch
 from PIL import Image
 
 from models import NOT_ANSWERABLE
 from models.device import compute_dtype, resolve_device
 from models.fusion import Fused
-from models.retriever import ColQwen2Retriever, PackedPages, maxsim_scores
+from models.retriever import ColQwen2Retriever
 from pageqa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,15 +61,6 @@ class ChunkAnswer:
     kind: str
     evidence_page_id: int | None = None  # extractive answers: the page the passage was taken from
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CorpusIndex:
-    """The visual lane's searchable pages of one corpus: ids, their documents, and packed multi-vectors."""
-
-    page_ids: list[int]
-    document_ids: list[int]
-    packed: PackedPages
 
 
 class Pipeline:
@@ -121,32 +111,6 @@ class Pipeline:
             "reranker_model": self.reranker.model_id if self.reranker else "none",
             "generator_model": self.generator.model_id if self.generator else f"extractive:{self.text_encoder.model_id}",
         }
-
-    def retrieve_visual(
-        self, questions: Sequence[ChunkQuestion], index: CorpusIndex, *, top_k: int
-    ) -> list[list[tuple[int, float]]]:
-        """The visual lane: per question the ``top_k`` (page id, MaxSim score) pairs, best first, within its
-        document filter.
-
-        Raises:
-            RuntimeError: this model set has no visual retriever.
-        """
-        if self.retriever is None:
-            raise RuntimeError("the visual lane needs a ColQwen2 retriever; this model set has none")
-        q_emb = self.retriever.embed_queries([q.text for q in questions], batch_size=self.settings.query_batch_size)
-        scores = maxsim_scores(q_emb, index.packed)  # (n_questions, n_pages)
-        doc_ids = torch.tensor(index.document_ids)
-        results = []
-        for i, q in enumerate(questions):
-            row = scores[i]
-            if q.document_id is not None:
-                row = row.masked_fill(doc_ids != q.document_id, float("-inf"))
-            k = min(top_k, int(torch.isfinite(row).sum()))
-            best = torch.topk(row, k) if k else None
-            results.append([] if best is None else [
-                (index.page_ids[j], float(s)) for s, j in zip(best.values.tolist(), best.indices.tolist())
-            ])
-        return results
 
     def answer_chunk(
         self, questions: Sequence[ChunkQuestion], candidates: Sequence[Sequence[Fused]], *, options: Options,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,7 +87,10 @@ class PackedPages:
         if not pages:
             return cls(torch.zeros(0, 1, 128, dtype=dtype, device=device), torch.zeros(0, 1, dtype=torch.bool))
         lengths = torch.tensor([p.shape[0] for p in pages])
-        padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(p) for p in pages], batch_first=True)
+        with warnings.catch_warnings():
+            # Arrays read from PostgreSQL are read-only views of the fetched bytes; pad_sequence only reads them.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(p) for p in pages], batch_first=True)
         mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]  # (n_pages, max_tokens)
         return cls(padded.to(device=device, dtype=dtype), mask.to(device))
 

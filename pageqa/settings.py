@@ -84,6 +84,17 @@ class Settings(BaseSettings):
         default=0.575, description="Offline answers below this passage score are 'Not answerable' (calibrated: docs/evaluation.md)."
     )
 
+    pool_coarse: int = Field(default=16, gt=0, description="Coarse pooled vectors per page (first-stage HNSW rows).")
+    pool_fine: int = Field(default=64, gt=0, description="Fine pooled vectors per page (rescoring tier).")
+    pool_iters: int = Field(default=8, gt=0, description="k-means steps of the pooling.")
+    exact_search: bool = Field(
+        default=False, description="Fidelity guard: score every page with exact MaxSim instead of the two stages."
+    )
+    first_stage_per_token: int = Field(default=64, gt=0, description="HNSW neighbours per query token.")
+    first_stage_ef: int = Field(default=64, gt=0, description="pgvector hnsw.ef_search of the first stage.")
+    pooled_candidates: int = Field(default=400, gt=0, description="First-stage pages rescored with the fine tier.")
+    exact_candidates: int = Field(default=40, gt=0, description="Pages scored with exact MaxSim.")
+
     retrieve_top_k: int = Field(default=20, gt=0)
     rerank_top_k: int = Field(default=3, gt=0, description="Pages passed to the generator.")
     max_new_tokens: int = Field(default=128, gt=0)
@@ -126,6 +137,21 @@ class Settings(BaseSettings):
         ids = {k: (overrides[k] or v) if v is not None else None for k, v in base.items()}
         ids["text"] = self.text_model
         return ids
+
+    def pooling_spec(self):
+        """The :class:`models.pooling.PoolingSpec` these settings give."""
+        from models.pooling import PoolingSpec
+
+        return PoolingSpec(coarse=self.pool_coarse, fine=self.pool_fine, iters=self.pool_iters)
+
+    def search_params(self):
+        """The :class:`models.late_interaction.SearchParams` these settings give."""
+        from models.late_interaction import SearchParams
+
+        return SearchParams(
+            per_token=self.first_stage_per_token, ef_search=self.first_stage_ef,
+            pooled_candidates=self.pooled_candidates, exact_candidates=self.exact_candidates,
+        )
 
     def available_lanes(self) -> list[str]:
         """The configured lanes this model set can run (``visual`` needs a ColQwen2 retriever)."""

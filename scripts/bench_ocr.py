@@ -28,6 +28,7 @@ from PIL import Image
 
 from models.ocr import MODEL_FILES, OcrResult, PageOCR
 from pageqa.errors import InputError, PageQAError
+from scripts.markdown import write_section
 
 log = logging.getLogger(__name__)
 
@@ -175,20 +176,6 @@ def report(summary: Summary, *, pdf_dir: Path, n_scanned: int, n_total: int, loa
     )
 
 
-def write_section(path: Path, key: str, body: str) -> None:
-    """Put ``body`` into ``path`` between markers named ``key``, replacing an earlier section with that key."""
-    start, end = f"<!-- bench_ocr {key} -->", f"<!-- /bench_ocr {key} -->"
-    text = path.read_text() if path.exists() else _DOC_HEADER
-    section = f"{start}\n{body}{end}"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        text = before + section + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 _DOC_HEADER = f"""# OCR of pages without a text layer
 
 `models/ocr.py` (`PageOCR`): rapidocr on onnxruntime, CPU, with the models bundled in the rapidocr wheel:
@@ -222,7 +209,7 @@ def main(
         summary, pdf_dir=pdf_dir, n_scanned=len(scanned), n_total=total, load_s=load_s, load_before=load_before
     )
     typer.echo(body)
-    write_section(DOC_PATH, f"pages={pages} threads={threads or 'default'}", body)
+    write_section(DOC_PATH, f"pages={pages} threads={threads or 'default'}", body, tag="bench_ocr", header=_DOC_HEADER)
     typer.echo(f"written to {DOC_PATH}")
 
 

@@ -21,6 +21,8 @@ services_app = typer.Typer(no_args_is_help=True, help="Manage the embedded Postg
 models_app = typer.Typer(no_args_is_help=True, help="Model checkpoints.")
 app.add_typer(services_app, name="services")
 app.add_typer(models_app, name="models")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables into docs/.")
+app.add_typer(bench_app, name="bench")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -334,6 +336,22 @@ def evaluate(
         lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker,
     )
     console.print(to_markdown(report), markup=False, highlight=False)
+
+
+@command(bench_app, "retrieval")
+def bench_retrieval(
+    pages: Annotated[list[int], typer.Option(help="Corpus sizes; repeat for several.")] = [10_000],  # noqa: B006
+    queries: Annotated[int, typer.Option(help="Benchmark queries per size.")] = 100,
+    exact_queries: Annotated[int, typer.Option(help="Queries also run through the exact scan.")] = 5,
+    keep: Annotated[bool, typer.Option(help="Keep the benchmark databases.")] = False,
+) -> None:
+    """Two-stage late-interaction search vs the exact scan on synthetic ColQwen2-shaped corpora (docs/benchmarks.md)."""
+    from scripts.bench_retrieval import run
+
+    settings = get_settings()
+    body = run(settings, pages=pages, queries=queries, exact_queries=exact_queries,
+               params=settings.search_params(), spec=settings.pooling_spec(), keep=keep)
+    console.print(body, markup=False, highlight=False)
 
 
 def main() -> None:

@@ -1,15 +1,18 @@
 """Task: index pages with the resident models: OCR for pages without a text layer, passages with dense text
-embeddings, and the ColQwen2 multi-vector when the model set has a visual retriever."""
+embeddings, and, when the model set has a visual retriever, the ColQwen2 multi-vector with its pooled tiers
+(:mod:`db.multivector`)."""
 
 from __future__ import annotations
 
 import logging
 
 from db import corpus as corpus_db
+from db import multivector as mv
 from db.engine import session_scope
-from db.schema import Page
+from db.schema import VISUAL_DIM, Page
 from models.images import decode_image
 from models.passages import split_passages
+from models.pooling import pool_pages
 from models.retriever import COLPALI_VERSION
 from pageqa.settings import Settings, get_settings
 from tasks.enqueue import INDEX_PAGES
@@ -27,17 +30,17 @@ def index_pages(page_ids: list[int]) -> int:
     pipe = resident.pipeline(settings)
     with session_scope(settings) as session:
         pages = corpus_db.load_pages(session, page_ids=page_ids)
-        need_visual = set(
-            corpus_db.page_ids_without_embedding_among(session, page_ids=page_ids, model_id=pipe.retriever.model_id)
-            if pipe.retriever else []
+        to_embed, to_pool = (
+            corpus_db.pages_needing_tiers(session, page_ids=page_ids, model_id=pipe.retriever.model_id)
+            if pipe.retriever else ([], [])
         )
     text_todo = [p for p in pages if p.text_indexed_by != pipe.text_encoder.model_id]
     for page in text_todo:
         _index_text(settings, page)
-    visual_todo = [p for p in pages if p.id in need_visual]
-    if visual_todo:
-        _embed_visual(settings, visual_todo)
-    log.info("indexed %d pages (%d text, %d visual)", len(pages), len(text_todo), len(visual_todo))
+    if to_embed or to_pool:
+        _index_visual(settings, [p for p in pages if p.id in set(to_embed)], [p for p in pages if p.id in set(to_pool)])
+    log.info("indexed %d pages (%d text, %d embedded, %d pooled from stored vectors)",
+             len(pages), len(text_todo), len(to_embed), len(to_pool))
     return len(text_todo)
 
 
@@ -57,11 +60,35 @@ def _index_text(settings: Settings, page: Page) -> None:
         corpus_db.store_passages(session, page_id=page.id, model_id=encoder.model_id, texts=passages, vectors=vectors)
 
 
-def _embed_visual(settings: Settings, pages: list[Page]) -> None:
-    retriever = resident.pipeline(settings).retriever
-    vectors = retriever.embed_pages([decode_image(p.image) for p in pages], batch_size=settings.embed_batch_size)
+def _index_visual(settings: Settings, to_embed: list[Page], to_pool: list[Page]) -> None:
+    """Embed ``to_embed`` with ColQwen2, read the stored multi-vectors of ``to_pool`` (embedded before pooling
+    existed), pool all of them on the worker's device, and store the tiers with binary COPY.
+
+    Raises:
+        ConfigError: the corpus's visual index was built with another pooling than the settings give.
+    """
+    pipe = resident.pipeline(settings)
+    retriever, spec = pipe.retriever, settings.pooling_spec()
+    vectors = dict(zip(
+        [p.id for p in to_embed],
+        retriever.embed_pages([decode_image(p.image) for p in to_embed], batch_size=settings.embed_batch_size),
+        strict=True,
+    ))
+    if to_pool:
+        with session_scope(settings) as session:
+            vectors |= mv.fetch_exact(mv.raw_connection(session), model_id=retriever.model_id,
+                                      page_ids=[p.id for p in to_pool])
+    pages = to_embed + to_pool
+    pooled = pool_pages([vectors[p.id] for p in pages], spec, device=pipe.device)
     with session_scope(settings) as session:
-        corpus_db.store_embeddings(
-            session, page_ids=[p.id for p in pages], vectors=vectors, model_id=retriever.model_id,
-            colpali_version=COLPALI_VERSION, max_pixels=retriever.max_pixels,
-        )
+        conn = mv.raw_connection(session)
+        corpus_of = corpus_db.corpus_of_documents(session, document_ids=sorted({p.document_id for p in pages}))
+        for corpus_id in sorted(set(corpus_of.values())):
+            index = mv.ensure_visual_index(
+                conn, corpus_id=corpus_id, model_id=retriever.model_id, pooling=spec.name, dim=VISUAL_DIM
+            )
+            tiers = [
+                mv.PageTiers(p.id, p.document_id, vectors[p.id], pool)
+                for p, pool in zip(pages, pooled, strict=True) if corpus_of[p.document_id] == corpus_id
+            ]
+            mv.store_tiers(conn, index, tiers, colpali_version=COLPALI_VERSION, max_pixels=retriever.max_pixels)

@@ -1,4 +1,5 @@
-"""The retrieval stage of a chunk: each lane ranks pages (visual: ColQwen2 MaxSim in the worker; lexical:
+"""The retrieval stage of a chunk: each lane ranks pages (visual: ColQwen2 late interaction, a pgvector first
+stage and exact MaxSim on its candidates, or the exact scan when ``PAGEQA_EXACT_SEARCH`` is set; lexical:
 PostgreSQL full-text search; dense: pgvector passage search with the resident text encoder), and reciprocal rank
 fusion merges them."""
 
@@ -7,12 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
+from db import multivector as mv
 from db import search
 from db.engine import session_scope
 from models.fusion import Fused, reciprocal_rank_fusion
+from models.late_interaction import exact_search, two_stage_search
 from models.pipeline import ChunkQuestion, Options, Pipeline
 from pageqa.settings import Settings
-from worker import resident
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,9 @@ def retrieve(
     doc_ids = [q.document_id for q in questions]
     ranked: dict[str, list[list[tuple[int, float]]]] = {}
     if "visual" in lanes:
-        index = resident.corpus_index(settings, corpus_id=corpus_id)
-        ranked["visual"] = pipe.retrieve_visual(questions, index, top_k=k)
+        q_emb = pipe.retriever.embed_queries(texts, batch_size=settings.query_batch_size)
+        ranked["visual"] = visual_search(settings, q_emb, corpus_id=corpus_id, document_ids=doc_ids, k=k,
+                                         model_id=pipe.retriever.model_id, device=pipe.device)
     if "dense" in lanes:
         vectors = pipe.text_encoder.encode(texts, batch_size=settings.text_batch_size)
     with session_scope(settings) as session:
@@ -54,3 +59,27 @@ def retrieve(
         fused = reciprocal_rank_fusion(per_lane, k=settings.rrf_k, weights=settings.lane_weights, top_n=k)
         out.append(Retrieved(per_lane, fused))
     return out
+
+
+def visual_search(
+    settings: Settings, queries: list[torch.Tensor], *, corpus_id: int, document_ids: Sequence[int | None], k: int,
+    model_id: str, device: torch.device,
+) -> list[list[tuple[int, float]]]:
+    """The visual lane for ``(n_tokens, 128) float32`` query multi-vectors: per query the top ``k`` (page id,
+    exact MaxSim score), best first, within its document filter. Two-stage search by default; the exact scan when
+    ``settings.exact_search`` is set (the fidelity guard). A corpus with no embedded page yet returns nothing.
+
+    Raises:
+        ConfigError: the corpus's pages were pooled with other settings than these.
+    """
+    with session_scope(settings) as session:
+        conn = mv.raw_connection(session)
+        if settings.exact_search:
+            return exact_search(conn, corpus_id=corpus_id, model_id=model_id, queries=queries,
+                                document_ids=document_ids, k=k, device=device)
+        index = mv.visual_index(conn, corpus_id=corpus_id, model_id=model_id)
+        if index is None:
+            return [[] for _ in queries]
+        mv.check_pooling(index, settings.pooling_spec().name)
+        return two_stage_search(conn, index, queries, document_ids=document_ids, k=k,
+                                params=settings.search_params(), device=device)

@@ -1,22 +1,18 @@
-"""What a worker process keeps resident: the model pipeline (loaded once) and each corpus's packed page
-multi-vectors (reloaded only when the corpus's embeddings change)."""
+"""What a worker process keeps resident: the model pipeline (loaded once) and the OCR engine (on first use).
+Page multi-vectors stay in PostgreSQL; the visual lane reads only its candidates' tiers."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from db import corpus as corpus_db
-from db.engine import session_scope
-from models.pipeline import CorpusIndex, Pipeline
-from models.retriever import PackedPages
+from models.pipeline import Pipeline
 from pageqa.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
-_indexes: dict[tuple[int, str], tuple[tuple[int, int], CorpusIndex]] = {}
 _ocr = None
 
 
@@ -39,29 +35,3 @@ def pipeline(settings: Settings) -> Pipeline:
             _pipeline = Pipeline(settings)
             log.info("models resident on %s: %s", _pipeline.device, _pipeline.model_ids)
         return _pipeline
-
-
-def corpus_index(settings: Settings, *, corpus_id: int) -> CorpusIndex:
-    """The corpus's packed multi-vectors for the resident retriever; re-read when pages were added or removed."""
-    pipe = pipeline(settings)
-    if pipe.retriever is None:
-        raise RuntimeError("this model set has no visual retriever")
-    model_id = pipe.retriever.model_id
-    key = (corpus_id, model_id)
-    with session_scope(settings) as session:
-        version = corpus_db.embeddings_version(session, corpus_id=corpus_id, model_id=model_id)
-        cached = _indexes.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        emb = corpus_db.load_corpus_embeddings(session, corpus_id=corpus_id, model_id=model_id)
-    packed = PackedPages.pack(emb.vectors, device=pipe.device, dtype=_score_dtype(pipe))
-    index = CorpusIndex(emb.page_ids, emb.document_ids, packed)
-    _indexes[key] = (emb.version, index)
-    log.info("corpus %d: %d pages resident for MaxSim", corpus_id, len(emb.page_ids))
-    return index
-
-
-def _score_dtype(pipe: Pipeline):
-    import torch
-
-    return torch.float16 if pipe.device.type == "cuda" else torch.float32

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from models.device import compute_dtype
 from models.generator import Qwen2VLGenerator
-from models.pipeline import CorpusIndex, Pipeline
+from models.pipeline import Pipeline
 from models.retriever import ColQwen2Retriever, PackedPages, maxsim_scores
 from pageqa.errors import ModelLoadError
 
@@ -75,24 +75,6 @@ def test_query_embeddings_and_maxsim_match_colpali_scorer(pipeline):
     )
     assert ours.shape == (3, 3)
     assert torch.allclose(ours, theirs.float(), atol=1e-3)
-
-
-def test_retrieve_respects_a_document_filter(pipeline):
-    pages = pipeline.retriever.embed_pages(IMAGES, batch_size=3)
-    index = CorpusIndex(
-        page_ids=[11, 12, 13], document_ids=[1, 2, 2],
-        packed=PackedPages.pack(pages, device=torch.device("cpu"), dtype=torch.float32),
-    )
-    from models.pipeline import ChunkQuestion
-
-    everywhere, only_doc2, no_such_doc = pipeline.retrieve_visual(
-        [ChunkQuestion(1, "cracks"), ChunkQuestion(2, "cracks", 2), ChunkQuestion(3, "cracks", 99)], index, top_k=5
-    )
-    assert sorted(pid for pid, _ in everywhere) == [11, 12, 13]
-    assert sorted(pid for pid, _ in only_doc2) == [12, 13]
-    assert no_such_doc == []
-    scores = [s for _, s in everywhere]
-    assert scores == sorted(scores, reverse=True)
 
 
 def test_reranker_batched_scores_equal_unbatched(pipeline):

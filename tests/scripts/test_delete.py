@@ -7,7 +7,7 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from db.engine import session_scope
-from db.schema import Corpus, Document, Page, PageEmbedding, Passage
+from db.schema import Corpus, Document, Page, PageEmbedding, PagePoolVector, Passage
 from scripts.cli import app
 from scripts.ingest import ingest_files
 from scripts.progress import embed_and_wait
@@ -24,6 +24,9 @@ def _counts(settings, corpus: str) -> dict[str, int]:
             "pages": session.scalar(select(func.count()).select_from(pages.subquery())),
             "embeddings": session.scalar(select(func.count(PageEmbedding.id)).where(PageEmbedding.page_id.in_(pages))),
             "passages": session.scalar(select(func.count(Passage.id)).where(Passage.page_id.in_(pages))),
+            "pool_vectors": session.scalar(
+                select(func.count(PagePoolVector.id)).where(PagePoolVector.page_id.in_(pages))
+            ),
         }
 
 
@@ -33,6 +36,9 @@ def _orphans(settings) -> int:
             "SELECT (SELECT count(*) FROM passages s LEFT JOIN pages p ON p.id = s.page_id WHERE p.id IS NULL)"
             " + (SELECT count(*) FROM page_embeddings e LEFT JOIN pages p ON p.id = e.page_id WHERE p.id IS NULL)"
             " + (SELECT count(*) FROM pages p LEFT JOIN documents d ON d.id = p.document_id WHERE d.id IS NULL)"
+            " + (SELECT count(*) FROM page_pool_vectors v LEFT JOIN pages p ON p.id = v.page_id WHERE p.id IS NULL)"
+            " + (SELECT count(*) FROM page_pool_vectors v LEFT JOIN page_embeddings e ON e.id = v.embedding_id"
+            "    WHERE e.id IS NULL)"
         )).scalar_one()
 
 
@@ -42,12 +48,14 @@ def test_delete_a_document_then_the_corpus(settings, worker, sample_docs):
     embed_and_wait(settings, corpus="delete-test", wait=True)
     before = _counts(settings, "delete-test")
     assert before["pages"] == 4 and before["embeddings"] == 4 and before["passages"] >= 3
+    assert before["pool_vectors"] >= 4, "every page has coarse pooled vectors in the first-stage index"
 
     result = runner.invoke(app, ["delete", "report.pdf", "--corpus", "delete-test"])
     assert result.exit_code == 0, result.output
     assert "deleted 1 documents: 3 pages, 3 multi-vectors" in result.stdout
     after = _counts(settings, "delete-test")
     assert after["pages"] == 1 and after["embeddings"] == 1
+    assert 1 <= after["pool_vectors"] < before["pool_vectors"]
     assert _orphans(settings) == 0
 
     missing = runner.invoke(app, ["delete", "report.pdf", "--corpus", "delete-test"])
@@ -55,6 +63,6 @@ def test_delete_a_document_then_the_corpus(settings, worker, sample_docs):
 
     everything = runner.invoke(app, ["delete", "--corpus", "delete-test", "--yes"])
     assert everything.exit_code == 0 and "deleted 1 documents: 1 pages" in everything.stdout
-    assert _counts(settings, "delete-test") == {"pages": 0, "embeddings": 0, "passages": 0}
+    assert _counts(settings, "delete-test") == {"pages": 0, "embeddings": 0, "passages": 0, "pool_vectors": 0}
     assert _counts(settings, "delete-keep")["pages"] == 1, "other corpora are untouched"
     assert _orphans(settings) == 0

@@ -1,0 +1,289 @@
+"""Late-interaction storage and search inside PostgreSQL: the tiers of every page multi-vector, their bulk load
+through binary ``COPY``, and the queries of each search stage.
+
+Tiers per page (sizes for a ColQwen2 page of ~735 patch vectors of 128 dims):
+
+* exact: ``page_embeddings.vectors``, ``(n, 128) float16`` bytes, ~188 KB, stored out of line uncompressed;
+* fine pooled: ``page_embeddings.fine``, ``(64, 128) float16`` k-means centroids, 16 KB;
+* coarse pooled: 16 ``halfvec(128)`` rows of ``page_pool_vectors`` under a pgvector HNSW index (inner product),
+  the first stage.
+
+Every function here takes a psycopg 3 connection (``raw_connection`` gets the one under a SQLAlchemy session), so
+that a search or a load runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from pgvector import HalfVector
+from pgvector.psycopg import register_vector
+from sqlalchemy.orm import Session
+
+from models.pooling import PooledPage
+from pageqa.errors import ConfigError
+
+#: Name of the first stage's HNSW index (see the 0003 migration).
+HNSW_INDEX = "ix_page_pool_vectors_hnsw"
+
+HNSW_INDEX_SQL = (
+    f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON page_pool_vectors USING hnsw (vector halfvec_ip_ops)"
+)
+
+
+def raw_connection(session: Session) -> psycopg.Connection:
+    """The psycopg connection under ``session``, inside its transaction, with pgvector's types registered."""
+    conn = session.connection().connection.driver_connection
+    if not getattr(conn, "_pageqa_vector", False):
+        register_vector(conn)
+        conn._pageqa_vector = True  # type: ignore[attr-defined]
+    return conn
+
+
+@dataclass(frozen=True)
+class VisualIndexRef:
+    """A corpus's late-interaction index: its row id, retriever model and pooling spec name."""
+
+    id: int
+    corpus_id: int
+    model_id: str
+    pooling: str
+
+
+def visual_index(conn: psycopg.Connection, *, corpus_id: int, model_id: str) -> VisualIndexRef | None:
+    """The corpus's index for ``model_id``, or None before its first page is stored."""
+    row = conn.execute(
+        "SELECT id, pooling FROM visual_indexes WHERE corpus_id = %s AND model_id = %s", (corpus_id, model_id)
+    ).fetchone()
+    return None if row is None else VisualIndexRef(row[0], corpus_id, model_id, row[1])
+
+
+def ensure_visual_index(
+    conn: psycopg.Connection, *, corpus_id: int, model_id: str, pooling: str, dim: int
+) -> VisualIndexRef:
+    """The corpus's index for ``model_id``, created with ``pooling`` on first use.
+
+    Raises:
+        ConfigError: the corpus was indexed with another pooling; pages pooled two ways are never mixed.
+    """
+    conn.execute(
+        "INSERT INTO visual_indexes (corpus_id, model_id, pooling, dim) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (corpus_id, model_id) DO NOTHING",
+        (corpus_id, model_id, pooling, dim),
+    )
+    ref = visual_index(conn, corpus_id=corpus_id, model_id=model_id)
+    assert ref is not None
+    check_pooling(ref, pooling)
+    return ref
+
+
+def check_pooling(ref: VisualIndexRef, pooling: str) -> None:
+    """Refuse to add to or search an index built with another pooling.
+
+    Raises:
+        ConfigError: ``pooling`` differs from the index's; the message says how to proceed.
+    """
+    if ref.pooling != pooling:
+        raise ConfigError(
+            f"corpus {ref.corpus_id} was indexed for {ref.model_id} with pooling {ref.pooling}, but the settings "
+            f"give {pooling}; set PAGEQA_POOL_COARSE/PAGEQA_POOL_FINE/PAGEQA_POOL_ITERS to match, or delete and "
+            "re-ingest the corpus"
+        )
+
+
+@dataclass(frozen=True)
+class PageTiers:
+    """What is stored for one page: its exact ``(n, dim) float16`` multi-vector and its pooled tiers."""
+
+    page_id: int
+    document_id: int
+    vectors: np.ndarray
+    pooled: PooledPage
+
+
+def store_tiers(
+    conn: psycopg.Connection, index: VisualIndexRef, pages: Sequence[PageTiers], *,
+    colpali_version: str, max_pixels: int,
+) -> int:
+    """Store pages' tiers with binary ``COPY`` (psycopg 3 + pgvector's ``halfvec`` dumper); idempotent.
+
+    The pages' rows are locked first, so two workers storing the same page store it once; a page that already has
+    an embedding for the index's model keeps it, and if that embedding predates pooling (no pooled tiers) its
+    tiers are filled in. Returns the pages stored or completed.
+    """
+    if not pages:
+        return 0
+    ids = [p.page_id for p in pages]
+    conn.execute("SELECT id FROM pages WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
+    existing = dict(conn.execute(
+        "SELECT page_id, visual_index_id FROM page_embeddings WHERE model_id = %s AND page_id = ANY(%s)",
+        (index.model_id, ids),
+    ).fetchall())
+    new = [p for p in pages if p.page_id not in existing]
+    legacy = [p for p in pages if p.page_id in existing and existing[p.page_id] is None]
+    emb_ids = _next_ids(conn, "page_embeddings_id_seq", len(new))
+    with conn.cursor().copy(
+        "COPY page_embeddings (id, page_id, model_id, colpali_version, max_pixels, n_vectors, dim, vectors, "
+        "visual_index_id, n_fine, fine) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int4", "int4", "text", "text", "int4", "int4", "int4", "bytea", "int4", "int4", "bytea"])
+        for emb_id, p in zip(emb_ids, new, strict=True):
+            v = np.ascontiguousarray(p.vectors, dtype=np.float16)
+            copy.write_row((
+                emb_id, p.page_id, index.model_id, colpali_version, max_pixels, v.shape[0], v.shape[1],
+                v.tobytes(), index.id, p.pooled.fine.shape[0], _f16(p.pooled.fine),
+            ))
+    legacy_ids = []
+    for p in legacy:
+        row = conn.execute(
+            "UPDATE page_embeddings SET visual_index_id = %s, n_fine = %s, fine = %s "
+            "WHERE page_id = %s AND model_id = %s RETURNING id",
+            (index.id, p.pooled.fine.shape[0], _f16(p.pooled.fine), p.page_id, index.model_id),
+        ).fetchone()
+        legacy_ids.append(row[0])
+    copy_pool_vectors(conn, index, list(zip(emb_ids + legacy_ids, new + legacy, strict=True)))
+    return len(new) + len(legacy)
+
+
+def copy_pool_vectors(conn: psycopg.Connection, index: VisualIndexRef, rows: Sequence[tuple[int, PageTiers]]) -> None:
+    """``COPY`` the coarse pooled vectors of (embedding id, page) pairs into the first stage's table."""
+    with conn.cursor().copy(
+        "COPY page_pool_vectors (embedding_id, visual_index_id, document_id, page_id, vector) "
+        "FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int4", "int4", "int4", "int4", "halfvec"])
+        for emb_id, p in rows:
+            for vec in p.pooled.coarse:
+                copy.write_row((emb_id, index.id, p.document_id, p.page_id, HalfVector(vec)))
+
+
+def _next_ids(conn: psycopg.Connection, sequence: str, n: int) -> list[int]:
+    if n == 0:
+        return []
+    return [r[0] for r in conn.execute("SELECT nextval(%s) FROM generate_series(1, %s::int)", (sequence, n))]
+
+
+def _f16(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype=np.float16).tobytes()
+
+
+def drop_first_stage_index(conn: psycopg.Connection) -> None:
+    """Drop the HNSW index before a bulk load (rebuilding once is much faster than inserting into it)."""
+    conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+
+
+def build_first_stage_index(conn: psycopg.Connection, *, maintenance_work_mem: str = "2GB", workers: int = 1) -> None:
+    """(Re)build the HNSW index after a bulk load, with ``maintenance_work_mem`` sized so the graph is built in
+    memory and ``workers`` parallel maintenance workers (pgvector builds HNSW in parallel since 0.6)."""
+    conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
+    conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
+    conn.execute(HNSW_INDEX_SQL)
+    conn.execute("RESET maintenance_work_mem")
+    conn.execute("RESET max_parallel_maintenance_workers")
+
+
+FIRST_STAGE_SQL = """
+SELECT t.qi, t.ti, h.page_id, h.sim
+FROM unnest(%(qi)s::int[], %(ti)s::int[], %(vec)s::halfvec[], %(doc)s::int[]) AS t(qi, ti, q, doc)
+CROSS JOIN LATERAL (
+    SELECT p.page_id, -(p.vector <#> t.q) AS sim
+    FROM page_pool_vectors p
+    WHERE p.visual_index_id = %(index_id)s AND (t.doc IS NULL OR p.document_id = t.doc)
+    ORDER BY p.vector <#> t.q
+    LIMIT %(k)s
+) h
+"""
+
+
+def first_stage_hits(
+    conn: psycopg.Connection, index: VisualIndexRef, *, tokens: Sequence[tuple[int, int, np.ndarray, int | None]],
+    per_token: int, ef_search: int,
+) -> list[tuple[int, int, int, float]]:
+    """Nearest coarse pooled vectors of each query token, through the HNSW index (inner product).
+
+    Args:
+        tokens: (query number, token number, ``(dim,)`` float32 vector, document filter or None) per token.
+        per_token: neighbours kept per token (``LIMIT``).
+        ef_search: ``hnsw.ef_search`` (at least ``per_token`` is used). Iterative scans (``relaxed_order``) keep
+            a corpus or document filter from starving the result.
+
+    Returns:
+        (query number, token number, page id, inner product) rows.
+    """
+    conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(per_token))}")
+    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    params = {
+        "qi": [t[0] for t in tokens], "ti": [t[1] for t in tokens],
+        "vec": [HalfVector(t[2]) for t in tokens], "doc": [t[3] for t in tokens],
+        "index_id": index.id, "k": int(per_token),
+    }
+    return conn.execute(FIRST_STAGE_SQL, params, binary=True).fetchall()
+
+
+def fetch_fine(conn: psycopg.Connection, index: VisualIndexRef, page_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """The fine pooled tier, ``(n_fine, dim) float16``, of each page id that has one."""
+    rows = conn.execute(
+        "SELECT page_id, n_fine, dim, fine FROM page_embeddings WHERE visual_index_id = %s AND page_id = ANY(%s)",
+        (index.id, list(page_ids)), binary=True,
+    )
+    return {pid: np.frombuffer(raw, dtype=np.float16).reshape(n, dim) for pid, n, dim, raw in rows}
+
+
+def fetch_exact(conn: psycopg.Connection, *, model_id: str, page_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """The exact tier, ``(n_vectors, dim) float16``, of each page id embedded by ``model_id``."""
+    rows = conn.execute(
+        "SELECT page_id, n_vectors, dim, vectors FROM page_embeddings WHERE model_id = %s AND page_id = ANY(%s)",
+        (model_id, list(page_ids)), binary=True,
+    )
+    return {pid: np.frombuffer(raw, dtype=np.float16).reshape(n, dim) for pid, n, dim, raw in rows}
+
+
+def pages_of_documents(
+    conn: psycopg.Connection, *, model_id: str, document_ids: Sequence[int]
+) -> dict[int, list[int]]:
+    """Embedded page ids per document id (for filters small enough to score without the first stage)."""
+    rows = conn.execute(
+        "SELECT g.document_id, e.page_id FROM page_embeddings e JOIN pages g ON g.id = e.page_id "
+        "WHERE e.model_id = %s AND g.document_id = ANY(%s)",
+        (model_id, list(document_ids)),
+    )
+    out: dict[int, list[int]] = {d: [] for d in document_ids}
+    for did, pid in rows:
+        out[did].append(pid)
+    return out
+
+
+def count_index_pages(conn: psycopg.Connection, index: VisualIndexRef, *, up_to: int) -> int:
+    """Pages with pooled tiers in the index, counted up to ``up_to`` (cheap at any corpus size)."""
+    return conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM page_embeddings WHERE visual_index_id = %s LIMIT %s) s",
+        (index.id, up_to),
+    ).fetchone()[0]
+
+
+def index_page_ids(conn: psycopg.Connection, index: VisualIndexRef) -> list[int]:
+    """Every page id in the index (for corpora small enough to skip the first stage)."""
+    return [r[0] for r in conn.execute("SELECT page_id FROM page_embeddings WHERE visual_index_id = %s", (index.id,))]
+
+
+def scan_exact(
+    conn: psycopg.Connection, *, corpus_id: int, model_id: str, batch_pages: int = 256
+) -> Iterator[tuple[list[int], list[int], list[np.ndarray]]]:
+    """Every embedded page of the corpus in batches of (page ids, document ids, ``(n_i, dim) float16`` arrays),
+    read through a server-side cursor so memory stays at one batch: the exact scan of the fidelity guard."""
+    with conn.cursor(name="pageqa_exact_scan", binary=True) as cur:
+        cur.itersize = batch_pages
+        cur.execute(
+            "SELECT e.page_id, g.document_id, e.n_vectors, e.dim, e.vectors FROM page_embeddings e "
+            "JOIN pages g ON g.id = e.page_id JOIN documents d ON d.id = g.document_id "
+            "WHERE d.corpus_id = %s AND e.model_id = %s",
+            (corpus_id, model_id),
+        )
+        while rows := cur.fetchmany(batch_pages):
+            yield (
+                [r[0] for r in rows], [r[1] for r in rows],
+                [np.frombuffer(r[4], dtype=np.float16).reshape(r[2], r[3]) for r in rows],
+            )

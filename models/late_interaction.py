@@ -1,0 +1,187 @@
+"""Late-interaction page search over the tiers in PostgreSQL: a pgvector first stage, a pooled rescoring of its
+candidates, and exact MaxSim on the best of them; plus the exact scan that serves as the fidelity guard.
+
+Stages, for a chunk of queries (each ``(n_tokens, 128)`` float32):
+
+1. **First stage** (PostgreSQL): every query token takes its ``per_token`` nearest coarse pooled vectors from the
+   HNSW index. A page's first-stage score is Σ_tokens max(its best hit for the token, the token's weakest hit):
+   a page a token did not reach is credited with what the token's ``per_token``-th neighbour scored. The best
+   ``pooled_candidates`` pages go on.
+2. **Pooled rescoring** (worker): MaxSim of the query against each candidate's fine pooled tier (64 centroids);
+   the best ``exact_candidates`` go on.
+3. **Exact MaxSim** (worker): the candidates' full multi-vectors are read and scored exactly; the best ``k`` are
+   returned with their exact scores.
+
+The design follows the two-stage retrieval of PLAID (Santhanam et al., 2022) and the pooled-first-stage scheme of
+the Qdrant and Vespa ColPali guides; pooling is token pooling by clustering (Clavié et al., 2024; see
+:mod:`models.pooling`). Filters small enough (a document, a corpus of a few hundred pages) skip the first stage
+and score all their pages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import psycopg
+import torch
+
+from db import multivector as mv
+from models.retriever import PackedPages, maxsim_scores
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Knobs of the two-stage search (defaults measured in docs/benchmarks.md).
+
+    Attributes:
+        per_token: HNSW neighbours per query token (``LIMIT``).
+        ef_search: pgvector ``hnsw.ef_search``.
+        pooled_candidates: pages from the first stage rescored with the fine pooled tier.
+        exact_candidates: pages whose exact multi-vector is read and scored.
+    """
+
+    per_token: int = 64
+    ef_search: int = 64
+    pooled_candidates: int = 400
+    exact_candidates: int = 40
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent per stage over one call (for benchmarks and logs)."""
+
+    first_stage_ms: float = 0.0
+    pooled_ms: float = 0.0
+    exact_ms: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+Hits = list[tuple[int, float]]
+
+
+def two_stage_search(
+    conn: psycopg.Connection, index: mv.VisualIndexRef, queries: Sequence[torch.Tensor], *,
+    document_ids: Sequence[int | None], k: int, params: SearchParams, device: torch.device,
+    times: StageTimes | None = None,
+) -> list[Hits]:
+    """Top ``k`` (page id, exact MaxSim score) per query, best first, within each query's document filter.
+
+    Args:
+        conn: psycopg connection inside a transaction (``SET LOCAL`` settings apply to it).
+        index: the corpus's visual index (its pooling was checked by the caller).
+        queries: per query a ``(n_tokens, dim)`` float32 tensor.
+        document_ids: per query a document id to search within, or None for the whole corpus.
+        device: where MaxSim runs (float16 on CUDA, float32 on the CPU).
+    """
+    times = times if times is not None else StageTimes()
+    t0 = time.perf_counter()
+    candidates = _first_stage(conn, index, queries, document_ids, params)
+    t1 = time.perf_counter()
+    union = sorted({p for c in candidates for p in c})
+    fine = mv.fetch_fine(conn, index, union)
+    shortlists = []
+    for q, cands in zip(queries, candidates, strict=True):
+        cands = [p for p in cands if p in fine]
+        scores = _maxsim(q, [fine[p] for p in cands], device)
+        order = torch.argsort(scores, descending=True)[: params.exact_candidates].tolist()
+        shortlists.append([cands[i] for i in order])
+    t2 = time.perf_counter()
+    exact = mv.fetch_exact(conn, model_id=index.model_id, page_ids=sorted({p for s in shortlists for p in s}))
+    out = []
+    for q, shortlist in zip(queries, shortlists, strict=True):
+        out.append(_top(shortlist, _maxsim(q, [exact[p] for p in shortlist], device), k))
+    t3 = time.perf_counter()
+    times.first_stage_ms += (t1 - t0) * 1e3
+    times.pooled_ms += (t2 - t1) * 1e3
+    times.exact_ms += (t3 - t2) * 1e3
+    return out
+
+
+def exact_search(
+    conn: psycopg.Connection, *, corpus_id: int, model_id: str, queries: Sequence[torch.Tensor],
+    document_ids: Sequence[int | None], k: int, device: torch.device, batch_pages: int = 256,
+) -> list[Hits]:
+    """The fidelity guard: exact MaxSim of every query against every embedded page of the corpus, streamed from
+    PostgreSQL ``batch_pages`` at a time. Same arguments and result as :func:`two_stage_search`."""
+    best: list[dict[int, float]] = [{} for _ in queries]
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    for page_ids, doc_ids, vectors in mv.scan_exact(conn, corpus_id=corpus_id, model_id=model_id,
+                                                     batch_pages=batch_pages):
+        scores = maxsim_scores(queries, PackedPages.pack(vectors, device=device, dtype=dtype))  # (n_q, batch)
+        for i, doc in enumerate(document_ids):
+            keep = [j for j, d in enumerate(doc_ids) if doc is None or d == doc]
+            merged = best[i] | {page_ids[j]: float(scores[i, j]) for j in keep}
+            best[i] = dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:k])
+    return [sorted(b.items(), key=lambda kv: (-kv[1], kv[0])) for b in best]
+
+
+def _first_stage(
+    conn: psycopg.Connection, index: mv.VisualIndexRef, queries: Sequence[torch.Tensor],
+    document_ids: Sequence[int | None], params: SearchParams,
+) -> list[list[int]]:
+    """Candidate page ids per query, best first stage score first (at most ``pooled_candidates``)."""
+    out: list[list[int] | None] = [None] * len(queries)
+    # Filters small enough need no index: all their pages are candidates.
+    if mv.count_index_pages(conn, index, up_to=params.pooled_candidates + 1) <= params.pooled_candidates:
+        every = mv.index_page_ids(conn, index)
+        docs = {d for d in document_ids if d is not None}
+        by_doc = mv.pages_of_documents(conn, model_id=index.model_id, document_ids=sorted(docs)) if docs else {}
+        return [every if d is None else by_doc[d] for d in document_ids]
+    docs = sorted({d for d in document_ids if d is not None})
+    if docs:
+        by_doc = mv.pages_of_documents(conn, model_id=index.model_id, document_ids=docs)
+        for i, d in enumerate(document_ids):
+            if d is not None and len(by_doc[d]) <= params.pooled_candidates:
+                out[i] = by_doc[d]
+    tokens = [
+        (i, t, vec, document_ids[i])
+        for i, q in enumerate(queries) if out[i] is None
+        for t, vec in enumerate(q.float().numpy())
+    ]
+    if not tokens:
+        return out  # type: ignore[return-value]
+    hits = mv.first_stage_hits(conn, index, tokens=tokens, per_token=params.per_token, ef_search=params.ef_search)
+    per_query: dict[int, list[tuple[int, int, float]]] = {}
+    for qi, ti, pid, sim in hits:
+        per_query.setdefault(qi, []).append((ti, pid, sim))
+    for i, q in enumerate(queries):
+        if out[i] is None:
+            out[i] = _aggregate(per_query.get(i, []), n_tokens=q.shape[0], limit=params.pooled_candidates)
+    return out  # type: ignore[return-value]
+
+
+def _aggregate(hits: list[tuple[int, int, float]], *, n_tokens: int, limit: int) -> list[int]:
+    """First-stage page scores from (token, page, inner product) hits; the best ``limit`` page ids."""
+    if not hits:
+        return []
+    tok = np.fromiter((h[0] for h in hits), dtype=np.int64, count=len(hits))
+    pids = np.fromiter((h[1] for h in hits), dtype=np.int64, count=len(hits))
+    sims = np.fromiter((h[2] for h in hits), dtype=np.float32, count=len(hits))
+    floor = np.zeros(n_tokens, dtype=np.float32)
+    reached = np.zeros(n_tokens, dtype=bool)
+    reached[tok] = True
+    floor[:] = np.inf
+    np.minimum.at(floor, tok, sims)
+    floor[~reached] = 0.0
+    pages, col = np.unique(pids, return_inverse=True)
+    best = np.repeat(floor[:, None], len(pages), axis=1)  # (n_tokens, n_pages)
+    np.maximum.at(best, (tok, col), sims)
+    score = best.sum(axis=0)
+    order = np.lexsort((pages, -score))[:limit]
+    return pages[order].tolist()
+
+
+def _maxsim(q: torch.Tensor, pages: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """``(len(pages),) float32`` MaxSim of one ``(n_tokens, dim)`` query against ``(n_i, dim) float16`` pages."""
+    if not pages:
+        return torch.zeros(0)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    return maxsim_scores([q], PackedPages.pack(pages, device=device, dtype=dtype))[0]
+
+
+def _top(page_ids: list[int], scores: torch.Tensor, k: int) -> Hits:
+    order = sorted(range(len(page_ids)), key=lambda j: (-float(scores[j]), page_ids[j]))[:k]
+    return [(page_ids[j], float(scores[j])) for j in order]
