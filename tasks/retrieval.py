@@ -17,6 +17,7 @@ from models.fusion import Fused, reciprocal_rank_fusion
 from models.late_interaction import exact_search, two_stage_search
 from models.pipeline import ChunkQuestion, Options, Pipeline
 from pageqa.settings import Settings
+from worker import resident
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,14 @@ def visual_search(
             return exact_search(conn, corpus_id=corpus_id, model_id=model_id, queries=queries,
                                 document_ids=document_ids, k=k, device=device)
         index = mv.visual_index(conn, corpus_id=corpus_id, model_id=model_id)
-        if index is None:
-            return [[] for _ in queries]
-        mv.check_pooling(index, settings.pooling_spec().name)
-        return two_stage_search(conn, index, queries, document_ids=document_ids, k=k,
+    if index is None:
+        return [[] for _ in queries]
+    mv.check_pooling(index, settings.pooling_spec().name)
+    conns = resident.search_connections(settings)
+    try:
+        return two_stage_search(conns, index, queries, document_ids=document_ids, k=k,
                                 params=settings.search_params(), device=device)
+    finally:
+        for c in conns:
+            if not c.broken:
+                c.rollback()

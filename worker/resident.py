@@ -35,3 +35,23 @@ def pipeline(settings: Settings) -> Pipeline:
             _pipeline = Pipeline(settings)
             log.info("models resident on %s: %s", _pipeline.device, _pipeline.model_ids)
         return _pipeline
+
+
+_search_conns: list = []
+
+
+def search_connections(settings: Settings) -> list:
+    """The process's ``settings.search_connections`` psycopg connections for the two-stage search (pgvector types
+    registered), opened on first use; a broken one is replaced."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from db.engine import psycopg_conninfo
+
+    with _lock:
+        _search_conns[:] = [c for c in _search_conns if not c.closed and not c.broken]
+        while len(_search_conns) < settings.search_connections:
+            conn = psycopg.connect(psycopg_conninfo(settings))
+            register_vector(conn)
+            _search_conns.append(conn)
+        return list(_search_conns[: settings.search_connections])

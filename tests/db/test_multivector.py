@@ -136,3 +136,16 @@ def test_short_pages_keep_one_pooled_vector_per_patch():
     assert pooled[0].coarse.shape == (5, 128) and pooled[0].fine.shape == (5, 128)
     assert pooled[1].coarse.shape == (16, 128) and pooled[1].fine.shape == (64, 128)
     assert pooled[0].coarse.dtype == np.float16
+
+
+def test_worker_search_over_two_connections_equals_one(settings, synthetic):
+    worker_settings = settings.model_copy(update={
+        "first_stage_per_token": PARAMS.per_token, "first_stage_ef": PARAMS.ef_search,
+        "pooled_candidates": PARAMS.pooled_candidates, "exact_candidates": PARAMS.exact_candidates,
+        "search_connections": 2,
+    })
+    n = len(synthetic["queries"])
+    got = visual_search(worker_settings, synthetic["queries"], corpus_id=synthetic["corpus_id"],
+                        document_ids=[None] * n, k=5, model_id=MODEL, device=CPU)
+    one, _ = _search(settings, synthetic, [None] * n)
+    assert [[p for p, _ in hits] for hits in got] == [[p for p, _ in hits] for hits in one]
