@@ -14,6 +14,7 @@ that a search or a load runs in the caller's transaction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -177,7 +178,13 @@ def drop_first_stage_index(conn: psycopg.Connection) -> None:
 
 def build_first_stage_index(conn: psycopg.Connection, *, maintenance_work_mem: str = "2GB", workers: int = 1) -> None:
     """(Re)build the HNSW index after a bulk load, with ``maintenance_work_mem`` sized so the graph is built in
-    memory and ``workers`` parallel maintenance workers (pgvector builds HNSW in parallel since 0.6)."""
+    memory and ``workers`` parallel maintenance workers (pgvector builds HNSW in parallel since 0.6).
+
+    Raises:
+        ConfigError: ``maintenance_work_mem`` is not a PostgreSQL memory size such as ``512MB`` or ``4GB``.
+    """
+    if not re.fullmatch(r"\d+\s*(kB|MB|GB|TB)", maintenance_work_mem):
+        raise ConfigError(f"maintenance_work_mem {maintenance_work_mem!r} is not a size like 512MB or 4GB")
     conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
     conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
     conn.execute(HNSW_INDEX_SQL)
@@ -287,3 +294,8 @@ def scan_exact(
                 [r[0] for r in rows], [r[1] for r in rows],
                 [np.frombuffer(r[4], dtype=np.float16).reshape(r[2], r[3]) for r in rows],
             )
+
+
+def count_pool_vectors(conn: psycopg.Connection) -> int:
+    """Rows of the first stage's table (every corpus)."""
+    return conn.execute("SELECT count(*) FROM page_pool_vectors").fetchone()[0]

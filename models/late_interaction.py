@@ -123,6 +123,14 @@ def exact_search(
     return [sorted(b.items(), key=lambda kv: (-kv[1], kv[0])) for b in best]
 
 
+def first_stage_candidates(
+    conns: Sequence[psycopg.Connection], index: mv.VisualIndexRef, query: torch.Tensor, params: SearchParams
+) -> list[int]:
+    """The first stage alone for one ``(n_tokens, dim)`` query: its candidate page ids, best first (for
+    measuring the first stage's recall)."""
+    return _first_stage(list(conns), index, [query], [None], params)[0]
+
+
 def _fetch_split(
     conns: list[psycopg.Connection], page_ids: list[int], fetch: Callable[[psycopg.Connection, list[int]], dict]
 ) -> dict[int, np.ndarray]:

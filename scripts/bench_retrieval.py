@@ -35,10 +35,12 @@ from models.late_interaction import (
     SearchParams,
     StageTimes,
     exact_search,
+    first_stage_candidates,
     two_stage_search,
 )
 from models.pooling import PoolingSpec, pool_pages
 from models.retriever import PackedPages, maxsim_scores
+from pageqa.errors import ConfigError
 from pageqa.settings import Settings
 from scripts.markdown import write_section
 from scripts.synthetic import DIM, SyntheticCorpus
@@ -317,8 +319,85 @@ _DOC_HEADER = """# Benchmarks
 
 ## Late-interaction retrieval in PostgreSQL
 
-`scripts/bench_retrieval.py` (`pageqa bench retrieval`): a synthetic ColQwen2-shaped corpus (see
-`scripts/synthetic.py`) loaded into a fresh database, searched with the two-stage search the worker uses
-(`models/late_interaction.py`) and with the exact scan (the fidelity guard). Each section below is one command's
-output; rerunning the same command replaces its section.
+`scripts/bench_retrieval.py` (`pageqa bench retrieval`) loads a synthetic ColQwen2-shaped corpus
+(`scripts/synthetic.py`: 700–770 unit patch vectors of 128 dims per page, topics shared across pages, 15–35 %
+near-duplicate background patches; queries of 15–25 tokens drawn near one target page's patches plus noise) into a
+fresh database with binary `COPY`, builds the HNSW index after the load, and searches it with the same two-stage
+search the worker uses (`models/late_interaction.py`) and with the exact scan (`PAGEQA_EXACT_SEARCH`, the fidelity
+guard). Ground truth is the exact MaxSim of every query against every page, computed in memory while the pages are
+generated. `pageqa bench retrieval-sweep` tries other search settings on a corpus kept with `--keep`.
+
+How the search works, and why:
+
+* **Tiers.** Exact float16 multi-vector (~188 KB a page, out of line and uncompressed: float16 noise does not
+  compress); a fine pooled tier of 64 k-means centroids (16 KB); 16 coarse k-means centroids per page as
+  `halfvec(128)` rows under a pgvector HNSW index (inner product). Pooling is token pooling by clustering (Clavié et
+  al., 2024); spherical k-means batched over pages in torch, so it runs on the worker's GPU next to ColQwen2.
+* **First stage** (PostgreSQL): each query token takes its `per_token` nearest coarse vectors through the HNSW index
+  (one statement, `CROSS JOIN LATERAL` over the tokens, iterative scan for filters). A page scores Σ over tokens of
+  its best hit, or the token's weakest hit where the token did not reach it.
+* **Pooled rescoring** (worker): MaxSim against the fine tier of the best `pooled_candidates` pages.
+* **Exact MaxSim** (worker): the best `exact_candidates` pages are read in full and scored exactly; their exact
+  scores are what the lane returns.
+* A binary-quantised patch tier (sign bits, 12 KB a page) was tried first in a throwaway experiment and dropped:
+  on this CPU, unpacking bits to floats for a few hundred candidates cost more than reading the fine float16 tier.
+* The HNSW index holds 16 rows per page (1.6 M at 100k pages); more rows per page would make the first stage
+  better and the build and every search slower.
+
+Each section below is one command's output, rewritten when the same command runs again.
 """
+
+
+def sweep(settings: Settings, *, n_pages: int, combos: list[SearchParams]) -> str:
+    """Try search settings on a corpus kept by ``--keep``: per setting, the first stage's recall of the exact top
+    10 among its candidates, the final recall@10, and the latency per query; a Markdown table (also written to
+    the docs, in a section per command)."""
+    path = _truth_path(settings, n_pages)
+    if not path.exists():
+        raise ConfigError(f"{path}: no kept benchmark corpus of {n_pages} pages; run "
+                          f"`pageqa bench retrieval --pages {n_pages} --keep` first")
+    saved = torch.load(path)
+    qs, truth = saved["queries"], saved["truth"]
+    url = make_url(resolve_database_url(settings)).set(database=f"pageqa_bench_{n_pages}")
+    conns = [psycopg.connect(_conninfo(url)) for _ in range(settings.search_connections)]
+    for c in conns:
+        mv.register_vector(c)
+    device = torch.device("cpu")
+    index = mv.visual_index(conns[0], corpus_id=1, model_id=MODEL_ID)
+    page_of = _page_index(conns[0], index)
+    lines = [
+        ("| per_token | ef_search | pooled | exact | first-stage recall | recall@10 | p50 / p95 ms | "
+         "stages ms (first / pooled / exact) |"),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for params in combos:
+        first, final, latency, stages = [], [], [], StageTimes()
+        two_stage_search(conns, index, qs[:1], document_ids=[None], k=10, params=params, device=device)
+        for c in conns:
+            c.rollback()
+        for i, q in enumerate(qs):
+            exact = set(torch.topk(truth[i], 10).indices.tolist())
+            cands = first_stage_candidates(conns, index, q, params)
+            first.append(len(exact & {page_of[p] for p in cands}) / 10)
+            t0 = time.perf_counter()
+            hits = two_stage_search(conns, index, [q], document_ids=[None], k=10, params=params, device=device,
+                                    times=stages)[0]
+            latency.append((time.perf_counter() - t0) * 1e3)
+            for c in conns:
+                c.rollback()
+            final.append(len(exact & {page_of[p] for p, _ in hits}) / 10)
+        n = len(qs)
+        lines.append(
+            f"| {params.per_token} | {params.ef_search} | {params.pooled_candidates} | {params.exact_candidates} | "
+            f"{np.mean(first):.3f} | {np.mean(final):.3f} | {_pct(latency, 50):.0f} / {_pct(latency, 95):.0f} | "
+            f"{stages.first_stage_ms / n:.1f} / {stages.pooled_ms / n:.1f} / {stages.exact_ms / n:.1f} |"
+        )
+        log.info(lines[-1])
+    for c in conns:
+        c.close()
+    command = shlex.join(["uv", "run", "pageqa", *sys.argv[1:]])
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = (f"`{command}` — {date}, {len(qs)} queries, {settings.search_connections} connections, the same "
+            f"machine\n\n" + "\n".join(lines) + "\n")
+    write_section(DOC_PATH, " ".join(sys.argv[1:]), body, tag="bench_retrieval", header=_DOC_HEADER)
+    return body

@@ -21,6 +21,8 @@ services_app = typer.Typer(no_args_is_help=True, help="Manage the embedded Postg
 models_app = typer.Typer(no_args_is_help=True, help="Model checkpoints.")
 app.add_typer(services_app, name="services")
 app.add_typer(models_app, name="models")
+index_app = typer.Typer(no_args_is_help=True, help="The first stage's pgvector HNSW index.")
+app.add_typer(index_app, name="index")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables into docs/.")
 app.add_typer(bench_app, name="bench")
 console = Console(soft_wrap=True)
@@ -338,6 +340,29 @@ def evaluate(
     console.print(to_markdown(report), markup=False, highlight=False)
 
 
+@command(index_app, "rebuild")
+def index_rebuild(
+    maintenance_work_mem: Annotated[str, typer.Option(help="PostgreSQL memory for the build, e.g. 4GB.")] = "2GB",
+    workers: Annotated[int, typer.Option(min=0, help="Parallel maintenance workers.")] = 1,
+) -> None:
+    """Drop and rebuild the HNSW index of the coarse pooled vectors (after a large bulk load: one build is much
+    faster than inserting into the graph page by page). Searches wait for the rebuild."""
+    import time
+
+    from db import multivector as mv
+    from db.engine import session_scope
+
+    settings = get_settings()
+    prepare(settings)
+    start = time.perf_counter()
+    with session_scope(settings) as session:
+        conn = mv.raw_connection(session)
+        mv.drop_first_stage_index(conn)
+        mv.build_first_stage_index(conn, maintenance_work_mem=maintenance_work_mem, workers=workers)
+        rows = mv.count_pool_vectors(conn)
+    console.print(f"HNSW index rebuilt over {rows:,} pooled vectors in {time.perf_counter() - start:.1f} s")
+
+
 @command(bench_app, "retrieval")
 def bench_retrieval(
     pages: Annotated[list[int], typer.Option(help="Corpus sizes; repeat for several.")] = [10_000],  # noqa: B006
@@ -352,6 +377,27 @@ def bench_retrieval(
     body = run(settings, pages=pages, queries=queries, exact_queries=exact_queries,
                params=settings.search_params(), spec=settings.pooling_spec(), keep=keep)
     console.print(body, markup=False, highlight=False)
+
+
+@command(bench_app, "retrieval-sweep")
+def bench_retrieval_sweep(
+    settings_list: Annotated[list[str], typer.Argument(
+        metavar="PER_TOKEN,EF,POOLED,EXACT", help="Search settings to try, e.g. 100,100,300,40.")],
+    pages: Annotated[int, typer.Option(help="Size of a corpus kept by `bench retrieval --keep`.")] = 10_000,
+) -> None:
+    """Try two-stage search settings on a kept benchmark corpus: first-stage recall, recall@10, latency."""
+    from models.late_interaction import SearchParams
+    from scripts.bench_retrieval import sweep
+
+    combos = []
+    for text in settings_list:
+        try:
+            per_token, ef, pooled, exact = (int(x) for x in text.split(","))
+        except ValueError:
+            raise ConfigError(f"{text!r}: expected PER_TOKEN,EF,POOLED,EXACT, e.g. 100,100,300,40") from None
+        combos.append(SearchParams(per_token=per_token, ef_search=ef, pooled_candidates=pooled,
+                                   exact_candidates=exact))
+    console.print(sweep(get_settings(), n_pages=pages, combos=combos), markup=False, highlight=False)
 
 
 def main() -> None:

@@ -149,3 +149,54 @@ def test_worker_search_over_two_connections_equals_one(settings, synthetic):
                         document_ids=[None] * n, k=5, model_id=MODEL, device=CPU)
     one, _ = _search(settings, synthetic, [None] * n)
     assert [[p for p, _ in hits] for hits in got] == [[p for p, _ in hits] for hits in one]
+
+
+def test_a_new_document_joins_the_index_without_a_rebuild(settings, synthetic):
+    extra = SyntheticCorpus(40, seed=9, batch_pages=40, n_topics=4)
+    vectors, _ = extra.batch(0)
+    with session_scope(settings) as session:
+        doc = Document(corpus_id=synthetic["corpus_id"], sha256="added".ljust(64, "0"), title="added",
+                       source="added.pdf", kind="pdf", page_count=40, size_bytes=0)
+        session.add(doc)
+        session.flush()
+        pages = [Page(document_id=doc.id, page_number=i + 1, width=1, height=1, image_format="none", image=b"",
+                      text="", text_source="none") for i in range(40)]
+        session.add_all(pages)
+        session.flush()
+        conn = mv.raw_connection(session)
+        index = mv.ensure_visual_index(conn, corpus_id=synthetic["corpus_id"], model_id=MODEL, pooling=SPEC.name,
+                                       dim=VISUAL_DIM)
+        tiers = [mv.PageTiers(p.id, doc.id, v, pool) for p, v, pool in zip(pages, vectors, pool_pages(vectors, SPEC),
+                                                                           strict=True)]
+        mv.store_tiers(conn, index, tiers, colpali_version="test", max_pixels=0)
+        added = [p.id for p in pages]
+    queries, targets = extra.queries(4, from_batches=1)
+    try:
+        got = visual_search(settings.model_copy(update={"pooled_candidates": 100}), queries,
+                            corpus_id=synthetic["corpus_id"], document_ids=[None] * 4, k=5, model_id=MODEL,
+                            device=CPU)
+        assert [hits[0][0] for hits in got] == [added[t] for t in targets]
+    finally:
+        with session_scope(settings) as session:
+            session.delete(session.get(Document, doc.id))
+
+
+def test_index_rebuild_command(settings, synthetic):
+    from typer.testing import CliRunner
+
+    from scripts.cli import app
+
+    runner = CliRunner()
+    before, _ = _search(settings, synthetic, [None] * len(synthetic["queries"]))
+    result = runner.invoke(app, ["index", "rebuild", "--maintenance-work-mem", "256MB"])
+    assert result.exit_code == 0, result.output
+    assert "HNSW index rebuilt over" in result.stdout
+    after, _ = _search(settings, synthetic, [None] * len(synthetic["queries"]))
+    assert [[p for p, _ in h] for h in after[:4]] == [[p for p, _ in h] for h in before[:4]]
+    bad = runner.invoke(app, ["index", "rebuild", "--maintenance-work-mem", "1GB; DROP TABLE pages"])
+    assert bad.exit_code == 1 and "is not a size like 512MB" in bad.stderr
+    with session_scope(settings) as session:
+        exists = mv.raw_connection(session).execute(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = %s", (mv.HNSW_INDEX,)
+        ).fetchone()[0]
+    assert exists == 1, "a refused rebuild leaves the index in place"
