@@ -215,13 +215,17 @@ def first_stage_hits(
         tokens: (query number, token number, ``(dim,)`` float32 vector, document filter or None) per token.
         per_token: neighbours kept per token (``LIMIT``).
         ef_search: ``hnsw.ef_search`` (at least ``per_token`` is used). Iterative scans (``relaxed_order``) keep
-            a corpus or document filter from starving the result.
+            a corpus or document filter from starving the result. Sequential scans are disabled for the
+            transaction so that the planner cannot trade the index for a full scan and sort.
 
     Returns:
         (query number, token number, page id, inner product) rows.
     """
     conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(per_token))}")
     conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    # With a LIMIT that is large next to a small table, the planner prefers scanning and sorting the whole table
+    # (measured: 350 ms instead of 29 ms per query at 10k pages, LIMIT 200); the first stage is the index.
+    conn.execute("SET LOCAL enable_seqscan = off")
     params = {
         "qi": [t[0] for t in tokens], "ti": [t[1] for t in tokens],
         "vec": [HalfVector(t[2]) for t in tokens], "doc": [t[3] for t in tokens],

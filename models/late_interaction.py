@@ -44,10 +44,10 @@ class SearchParams:
         exact_candidates: pages whose exact multi-vector is read and scored.
     """
 
-    per_token: int = 100
-    ef_search: int = 100
-    pooled_candidates: int = 300
-    exact_candidates: int = 40
+    per_token: int = 200
+    ef_search: int = 200
+    pooled_candidates: int = 600
+    exact_candidates: int = 60
 
 
 @dataclass

@@ -90,10 +90,10 @@ class Settings(BaseSettings):
     exact_search: bool = Field(
         default=False, description="Fidelity guard: score every page with exact MaxSim instead of the two stages."
     )
-    first_stage_per_token: int = Field(default=100, gt=0, description="HNSW neighbours per query token.")
-    first_stage_ef: int = Field(default=100, gt=0, description="pgvector hnsw.ef_search of the first stage.")
-    pooled_candidates: int = Field(default=300, gt=0, description="First-stage pages rescored with the fine tier.")
-    exact_candidates: int = Field(default=40, gt=0, description="Pages scored with exact MaxSim.")
+    first_stage_per_token: int = Field(default=200, gt=0, description="HNSW neighbours per query token.")
+    first_stage_ef: int = Field(default=200, gt=0, description="pgvector hnsw.ef_search of the first stage.")
+    pooled_candidates: int = Field(default=600, gt=0, description="First-stage pages rescored with the fine tier.")
+    exact_candidates: int = Field(default=60, gt=0, description="Pages scored with exact MaxSim.")
     search_connections: int = Field(
         default=2, gt=0, description="PostgreSQL connections one search splits its work over (one per core)."
     )

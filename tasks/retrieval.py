@@ -68,19 +68,18 @@ def visual_search(
 ) -> list[list[tuple[int, float]]]:
     """The visual lane for ``(n_tokens, 128) float32`` query multi-vectors: per query the top ``k`` (page id,
     exact MaxSim score), best first, within its document filter. Two-stage search by default; the exact scan when
-    ``settings.exact_search`` is set (the fidelity guard). A corpus with no embedded page yet returns nothing.
+    ``settings.exact_search`` is set (the fidelity guard) or the corpus has no visual index yet.
 
     Raises:
         ConfigError: the corpus's pages were pooled with other settings than these.
     """
     with session_scope(settings) as session:
         conn = mv.raw_connection(session)
-        if settings.exact_search:
+        index = mv.visual_index(conn, corpus_id=corpus_id, model_id=model_id)
+        # No index yet: nothing embedded, or only pages stored before pooling existed, which the scan still reads.
+        if settings.exact_search or index is None:
             return exact_search(conn, corpus_id=corpus_id, model_id=model_id, queries=queries,
                                 document_ids=document_ids, k=k, device=device)
-        index = mv.visual_index(conn, corpus_id=corpus_id, model_id=model_id)
-    if index is None:
-        return [[] for _ in queries]
     mv.check_pooling(index, settings.pooling_spec().name)
     conns = resident.search_connections(settings)
     try:
