@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from db.schema import (
     Answer,
+    ChunkRun,
     Citation,
     Job,
     JobStatus,
@@ -159,6 +160,11 @@ def record_answer(session: Session, *, new: NewAnswer) -> bool:
         .values(status=QuestionStatus.answered, last_error=None)
     )
     return True
+
+
+def record_chunk_run(session: Session, **values) -> None:
+    """Store one answering task's instrumentation (see :class:`db.schema.ChunkRun` for the fields and units)."""
+    session.execute(insert(ChunkRun).values(**values))
 
 
 def record_failure(session: Session, *, ids: Sequence[int], error: str) -> None:

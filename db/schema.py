@@ -273,6 +273,28 @@ class Citation(Base):
     page: Mapped[Page] = relationship(lazy="joined")
 
 
+class ChunkRun(Base):
+    """One answering task's run over one job's questions: batch sizes, per-stage milliseconds (whole chunk), queue
+    wait (ms from enqueue to the task's start), peak GPU memory (bytes; NULL on a CPU) and the error if it failed.
+    The nightly report and throughput work read these."""
+
+    __tablename__ = "chunk_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    worker: Mapped[str] = mapped_column(Text, doc="hostname:pid of the worker process.")
+    device: Mapped[str] = mapped_column(String(32))
+    n_questions: Mapped[int] = mapped_column(Integer)
+    batch_sizes: Mapped[dict] = mapped_column(JSONB, default=dict, doc="Micro-batch size per stage.")
+    queue_wait_ms: Mapped[float | None] = mapped_column(Float)
+    retrieve_ms: Mapped[float] = mapped_column(Float)
+    rerank_ms: Mapped[float] = mapped_column(Float)
+    generate_ms: Mapped[float] = mapped_column(Float)
+    total_ms: Mapped[float] = mapped_column(Float)
+    peak_gpu_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+
+
 class LaneHit(Base):
     """One page in one retrieval lane's ranked list for a question (``visual`` MaxSim, ``lexical`` full-text
     rank, ``dense`` passage cosine), kept for evaluation per lane and for explaining citations."""

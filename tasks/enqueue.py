@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from pageqa.settings import Settings
@@ -26,9 +27,12 @@ def enqueue_indexing(settings: Settings, *, page_ids: Sequence[int]) -> int:
 
 
 def enqueue_questions(settings: Settings, *, question_ids: Sequence[int], chunk_size: int) -> int:
-    """Queue questions in chunks of ``chunk_size`` (call only after the job's rows committed); returns tasks sent."""
+    """Queue questions in chunks of ``chunk_size`` (call only after the job's rows committed); returns tasks sent.
+
+    Each task carries its enqueue time (Unix seconds) so the worker can record the queue wait.
+    """
     app = get_app(settings)
     chunks = _chunks(question_ids, chunk_size)
     for chunk in chunks:
-        app.send_task(ANSWER_CHUNK, args=[chunk], queue=settings.worker_queue)
+        app.send_task(ANSWER_CHUNK, args=[chunk], kwargs={"enqueued_at": time.time()}, queue=settings.worker_queue)
     return len(chunks)

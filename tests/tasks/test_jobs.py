@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from db.engine import session_scope
-from db.schema import Answer, Citation, Corpus, Document, Page, PageEmbedding, Question
+from db.schema import Answer, ChunkRun, Citation, Corpus, Document, Page, PageEmbedding, Question
 from scripts.cli import app
 
 pytestmark = pytest.mark.models
@@ -106,6 +106,16 @@ def test_csv_and_jsonl_jobs_are_answered_with_citations_to_the_corpus(settings, 
             select(func.count(Citation.id)).join(Answer).join(Question).where(Question.job_id == csv_job)
         )
         assert n_cites >= 5
+
+    with session_scope(settings) as session:  # every chunk of the job left its instrumentation
+        runs = session.scalars(select(ChunkRun).where(ChunkRun.job_id == csv_job)).all()
+    assert sum(r.n_questions for r in runs) == 5 and all(r.error is None for r in runs)
+    for r in runs:
+        assert r.queue_wait_ms is not None and r.queue_wait_ms >= 0
+        assert r.total_ms >= r.retrieve_ms + r.rerank_ms + r.generate_ms > 0
+        assert r.device == "cpu" and r.peak_gpu_bytes is None
+        assert r.batch_sizes == {"query": settings.query_batch_size, "rerank": settings.rerank_batch_size,
+                                 "generate": settings.generate_batch_size}
 
     jsonl = [json.loads(line) for line in cli("results", csv_job, "--format", "jsonl").stdout.splitlines()]
     assert [r["custom_id"] for r in jsonl] == ["c1", "c2", "c3", "c4", "c5"]
