@@ -154,19 +154,15 @@ def _first_stage(
 ) -> list[list[int]]:
     """Candidate page ids per query, best first stage score first (at most ``pooled_candidates``)."""
     conn = conns[0]
-    out: list[list[int] | None] = [None] * len(queries)
+    docs = sorted({d for d in document_ids if d is not None})
+    by_doc = mv.pages_of_documents(conn, model_id=index.model_id, document_ids=docs) if docs else {}
     # Filters small enough need no index: all their pages are candidates.
     if mv.count_index_pages(conn, index, up_to=params.pooled_candidates + 1) <= params.pooled_candidates:
         every = mv.index_page_ids(conn, index)
-        docs = {d for d in document_ids if d is not None}
-        by_doc = mv.pages_of_documents(conn, model_id=index.model_id, document_ids=sorted(docs)) if docs else {}
         return [every if d is None else by_doc[d] for d in document_ids]
-    docs = sorted({d for d in document_ids if d is not None})
-    if docs:
-        by_doc = mv.pages_of_documents(conn, model_id=index.model_id, document_ids=docs)
-        for i, d in enumerate(document_ids):
-            if d is not None and len(by_doc[d]) <= params.pooled_candidates:
-                out[i] = by_doc[d]
+    out: list[list[int] | None] = [
+        by_doc[d] if d is not None and len(by_doc[d]) <= params.pooled_candidates else None for d in document_ids
+    ]
     tokens = [
         (i, t, vec, document_ids[i])
         for i, q in enumerate(queries) if out[i] is None
