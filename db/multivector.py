@@ -44,6 +44,13 @@ def raw_connection(session: Session) -> psycopg.Connection:
     return conn
 
 
+def connect(conninfo: str) -> psycopg.Connection:
+    """A new psycopg connection (not autocommit) with pgvector's types registered."""
+    conn = psycopg.connect(conninfo)
+    register_vector(conn)
+    return conn
+
+
 @dataclass(frozen=True)
 class VisualIndexRef:
     """A corpus's late-interaction index: its row id, retriever model and pooling spec name."""

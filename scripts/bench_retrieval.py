@@ -102,8 +102,7 @@ def bench_size(settings: Settings, *, n_pages: int, n_queries: int, n_exact: int
     corpus = SyntheticCorpus(n_pages)
     qs, targets = corpus.queries(n_queries)
     truth = torch.empty(n_queries, n_pages)
-    with psycopg.connect(conninfo) as conn:
-        mv.register_vector(conn)
+    with mv.connect(conninfo) as conn:
         corpus_id, doc_ids = _documents(conn, n_pages)
         index = mv.ensure_visual_index(conn, corpus_id=corpus_id, model_id=MODEL_ID, pooling=spec.name, dim=DIM)
         mv.drop_first_stage_index(conn)
@@ -147,9 +146,7 @@ def bench_size(settings: Settings, *, n_pages: int, n_queries: int, n_exact: int
         res.server = _server_settings(conn)
         page_of = _page_index(conn, index)  # page id -> synthetic page index
         conn.rollback()
-        conns = [conn] + [psycopg.connect(conninfo) for _ in range(n_connections - 1)]
-        for c in conns[1:]:
-            mv.register_vector(c)
+        conns = [conn] + [mv.connect(conninfo) for _ in range(n_connections - 1)]
         _measure(conns, index, qs, targets, truth, page_of, params, device, res)
         for c in conns[1:]:
             c.close()
@@ -382,9 +379,7 @@ def sweep(settings: Settings, *, n_pages: int, combos: list[SearchParams]) -> st
     saved = torch.load(path)
     qs, truth = saved["queries"], saved["truth"]
     url = make_url(resolve_database_url(settings)).set(database=f"pageqa_bench_{n_pages}")
-    conns = [psycopg.connect(_conninfo(url)) for _ in range(settings.search_connections)]
-    for c in conns:
-        mv.register_vector(c)
+    conns = [mv.connect(_conninfo(url)) for _ in range(settings.search_connections)]
     device = torch.device("cpu")
     index = mv.visual_index(conns[0], corpus_id=1, model_id=MODEL_ID)
     page_of = _page_index(conns[0], index)

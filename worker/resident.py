@@ -43,15 +43,11 @@ _search_conns: list = []
 def search_connections(settings: Settings) -> list:
     """The process's ``settings.search_connections`` psycopg connections for the two-stage search (pgvector types
     registered), opened on first use; a broken one is replaced."""
-    import psycopg
-    from pgvector.psycopg import register_vector
-
     from db.engine import psycopg_conninfo
+    from db.multivector import connect
 
     with _lock:
         _search_conns[:] = [c for c in _search_conns if not c.closed and not c.broken]
         while len(_search_conns) < settings.search_connections:
-            conn = psycopg.connect(psycopg_conninfo(settings))
-            register_vector(conn)
-            _search_conns.append(conn)
+            _search_conns.append(connect(psycopg_conninfo(settings)))
         return list(_search_conns[: settings.search_connections])
