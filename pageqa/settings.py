@@ -66,10 +66,33 @@ class Settings(BaseSettings):
 
     embed_batch_size: int = Field(default=4, gt=0, description="Pages per ColQwen2 forward pass.")
     embed_task_pages: int = Field(default=16, gt=0, description="Pages per embedding task.")
-    query_batch_size: int = Field(default=32, gt=0)
-    rerank_batch_size: int = Field(default=4, gt=0, description="(question, page) pairs per reranker pass.")
-    generate_batch_size: int = Field(default=4, gt=0, description="Questions per generate() call.")
-    chunk_size: int = Field(default=8, gt=0, description="Questions per answering task.")
+    query_batch_size: int = Field(default=32, gt=0, description="Queries per ColQwen2 query-encoding pass.")
+    rerank_batch_size: int = Field(default=16, gt=0, description="At most this many (question, page) pairs per "
+                                   "reranker pass.")
+    rerank_batch_pixels: int = Field(
+        default=16 * 512 * 28 * 28, gt=0,
+        description="Image pixels per reranker pass: pairs are packed until their pages reach this budget.",
+    )
+    generate_batch_size: int = Field(default=8, gt=0, description="At most this many questions per generate() call.")
+    generate_batch_pixels: int = Field(
+        default=24 * 1024 * 28 * 28, gt=0,
+        description="Image pixels per generate() call: questions are packed until their pages reach this budget.",
+    )
+    chunk_size: int = Field(default=16, gt=0, description="Questions per answering task.")
+    low_memory: bool = Field(
+        default=False, description="Keep only the active stage's model on the GPU; the others wait in CPU memory.",
+    )
+    image_cache_mb: int = Field(
+        default=512, ge=0, description="Decoded page images kept by a worker (LRU, megabytes of RGB pixels).",
+    )
+    dedup_window_hours: float = Field(
+        default=24.0, ge=0,
+        description="Reuse an answer to the same question on the same corpus and settings from the last N hours "
+        "(0: only within a job).",
+    )
+    ingest_processes: int | None = Field(
+        default=None, gt=0, description="Processes that rasterise and compress pages at ingest; unset: one per core.",
+    )
 
     lanes: list[Lane] = Field(default=["visual", "lexical", "dense"], description="Retrieval lanes to fuse.")
     lane_weights: dict[str, float] = Field(default={}, description="RRF weight per lane (default 1.0).")
