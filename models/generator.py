@@ -7,6 +7,7 @@ transformers' ``BitsAndBytesConfig``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from models import NOT_ANSWERABLE
+from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
 from models.loading import from_pretrained, set_pixel_budget
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Qwen2VLGenerator:
         from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
         self.model_id, self.device, self.quantized = model_id, device, quantize
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
         extra = {"quantization_config": quantization_config()} if quantize else {}
         self.model = from_pretrained(
             Qwen2VLForConditionalGeneration, model_id, dtype=dtype, device_map={"": str(device)}, **extra
@@ -57,6 +60,11 @@ class Qwen2VLGenerator:
         self.processor = from_pretrained(AutoProcessor, model_id)
         self.processor.tokenizer.padding_side = "left"
         set_pixel_budget(self.processor, max_pixels=max_pixels, min_pixels=min_pixels)
+
+    def place(self, device: torch.device) -> None:
+        """Move the model to ``device``; later inputs follow it (see :mod:`models.residency`)."""
+        self.model.to(device)
+        self.device = device
 
     def _prompt(self, question: str, n_images: int) -> str:
         content = [{"type": "image"} for _ in range(n_images)]
@@ -66,19 +74,28 @@ class Qwen2VLGenerator:
 
     @torch.inference_mode()
     def generate(
-        self, items: Sequence[tuple[str, Sequence[Image.Image]]], *, batch_size: int, max_new_tokens: int
+        self, items: Sequence[tuple[str, Sequence[Image.Image]]], *, budget: BatchBudget, max_new_tokens: int,
+        batch_log: BatchLog | None = None,
     ) -> list[str]:
-        """One answer per (question, page images) item, greedy decoding, ``max_new_tokens`` tokens at most."""
-        answers: list[str] = []
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            images = [img for _, imgs in chunk for img in imgs]
-            inputs = self.processor(
-                text=[self._prompt(q, len(imgs)) for q, imgs in chunk], images=images or None,
-                padding=True, return_tensors="pt",
-            ).to(self.device)
-            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-            new_tokens = out[:, inputs["input_ids"].shape[1] :]  # (batch, ≤ max_new_tokens)
-            texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-            answers.extend(t.strip() for t in texts)
-        return answers
+        """One answer per (question, page images) item, greedy decoding, ``max_new_tokens`` tokens at most.
+
+        Items go through in micro-batches packed to ``budget`` (the pixels of all their pages after the
+        processor's resize), left-padded, halved on a GPU out-of-memory error
+        (:func:`models.batching.run_batched`).
+        """
+        pixels = [sum(image_pixels(img.size, max_pixels=self.max_pixels, min_pixels=self.min_pixels)
+                      for img in imgs) for _, imgs in items]
+        run = functools.partial(self._generate, max_new_tokens=max_new_tokens)
+        return run_batched(items, run, pixels=pixels, budget=budget, stage="generate", device=self.device,
+                           batch_log=batch_log)
+
+    def _generate(self, chunk: Sequence[tuple[str, Sequence[Image.Image]]], max_new_tokens: int) -> list[str]:
+        images = [img for _, imgs in chunk for img in imgs]
+        inputs = self.processor(
+            text=[self._prompt(q, len(imgs)) for q, imgs in chunk], images=images or None,
+            padding=True, return_tensors="pt",
+        ).to(self.device)
+        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]  # (batch, ≤ max_new_tokens)
+        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        return [t.strip() for t in texts]

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from models import NOT_ANSWERABLE
+from models.batching import BatchBudget, BatchLog
 from models.device import compute_dtype, resolve_device
 from models.fusion import Fused
+from models.residency import Residency
 from models.retriever import ColQwen2Retriever
 from pageqa.settings import Settings
 
@@ -67,7 +69,9 @@ class Pipeline:
     """The model stages of one model set, loaded once per worker process and kept resident on one device.
 
     ``real`` and ``tiny``: ColQwen2 retriever, MonoQwen2-VL reranker, Qwen2-VL generator, plus the dense text
-    encoder. ``offline``: the text encoder only; answers are extractive passages.
+    encoder. ``offline``: the text encoder only; answers are extractive passages. With ``settings.low_memory``
+    only the running stage's model is on the GPU (:class:`models.residency.Residency`); stages run inside
+    ``pipeline.residency.active(name)`` with the names ``retrieve``, ``rerank`` and ``generate``.
     """
 
     def __init__(self, settings: Settings):
@@ -76,30 +80,34 @@ class Pipeline:
 
         self.settings = settings
         self.device = resolve_device(settings.device)
-        dtype = compute_dtype(self.device)
+        self.residency = Residency(self.device, low_memory=settings.low_memory)
+        home, dtype = self.residency.home, compute_dtype(self.device)
         ids = settings.model_ids()
         self.text_encoder = TextEncoder(ids["text"], device=str(self.device))
         self.retriever = self.reranker = self.generator = self.extractive = None
         if ids["retriever"]:
             self.retriever = ColQwen2Retriever(
-                ids["retriever"], device=self.device, dtype=dtype, max_pixels=settings.retriever_max_pixels
+                ids["retriever"], device=home, dtype=dtype, max_pixels=settings.retriever_max_pixels
             )
+            self.residency.register("retrieve", self.retriever)
         if ids["reranker"]:
             from models.reranker import MonoQwen2VLReranker
 
             self.reranker = MonoQwen2VLReranker(
-                ids["reranker_base"], ids["reranker"], device=self.device, dtype=dtype,
+                ids["reranker_base"], ids["reranker"], device=home, dtype=dtype,
                 max_pixels=settings.reranker_max_pixels,
             )
+            self.residency.register("rerank", self.reranker)
         if ids["generator"]:
             from models.generator import Qwen2VLGenerator
 
             quantize = settings.quantize_generator
             self.generator = Qwen2VLGenerator(
-                ids["generator"], device=self.device, dtype=dtype,
+                ids["generator"], device=home, dtype=dtype,
                 quantize=self.device.type == "cuda" if quantize is None else quantize,
                 min_pixels=settings.generator_min_pixels, max_pixels=settings.generator_max_pixels,
             )
+            self.residency.register("generate", self.generator)
         else:
             self.extractive = ExtractiveAnswerer(self.text_encoder, threshold=settings.extractive_threshold)
 
@@ -115,16 +123,21 @@ class Pipeline:
     def answer_chunk(
         self, questions: Sequence[ChunkQuestion], candidates: Sequence[Sequence[Fused]], *, options: Options,
         load_images: Callable[[Sequence[int]], dict[int, Image.Image]],
-        load_texts: Callable[[Sequence[int]], dict[int, str]],
+        load_texts: Callable[[Sequence[int]], dict[int, str]], batch_log: BatchLog | None = None,
     ) -> list[ChunkAnswer]:
-        """Rerank each question's fused candidates and answer from the top ``rerank_top_k`` pages; one batched call
-        per stage for the whole chunk. A question with no candidate gets "Not answerable" and no citation."""
+        """Rerank each question's fused candidates and answer from the top ``rerank_top_k`` pages.
+
+        Each stage makes one batched call for the whole chunk: every (question, page) pair of the chunk is
+        reranked in micro-batches packed to ``rerank_batch_pixels``, and every question is answered in
+        micro-batches packed to ``generate_batch_pixels`` (:mod:`models.batching`; sizes go to ``batch_log``). A
+        question with no candidate gets "Not answerable" and no citation.
+        """
         n = max(len(questions), 1)
         t0 = time.perf_counter()
         images: dict[int, Image.Image] = {}  # page images loaded for the reranker, reused by the generator
-        kept = self._rerank(questions, candidates, options, load_images, images)
+        kept = self._rerank(questions, candidates, options, load_images, images, batch_log)
         t1 = time.perf_counter()
-        answers, kind = self._answer(questions, kept, options, load_images, load_texts, images)
+        answers, kind = self._answer(questions, kept, options, load_images, load_texts, images, batch_log)
         t2 = time.perf_counter()
         timings = {"rerank": (t1 - t0) * 1e3 / n, "generate": (t2 - t1) * 1e3 / n}
         return [
@@ -132,13 +145,15 @@ class Pipeline:
             for q, cites, (answer, evidence) in zip(questions, kept, answers, strict=True)
         ]
 
-    def _rerank(self, questions, candidates, options, load_images, images) -> list[list[Cited]]:
+    def _rerank(self, questions, candidates, options, load_images, images, batch_log) -> list[list[Cited]]:
         if self.reranker is None:  # keep the fused order; the fused score stands in for the rerank score
             return [[Cited(f.page_id, r, f.score, f.score, tuple(f.lanes))
                      for r, f in enumerate(cand[: options.rerank_top_k], 1)] for cand in candidates]
         images.update(load_images(sorted({f.page_id for cand in candidates for f in cand})))
         pairs = [(q.text, images[f.page_id]) for q, cand in zip(questions, candidates) for f in cand]
-        flat = iter(self.reranker.score(pairs, batch_size=self.settings.rerank_batch_size))
+        budget = BatchBudget(self.settings.rerank_batch_size, self.settings.rerank_batch_pixels)
+        with self.residency.active("rerank"):
+            flat = iter(self.reranker.score(pairs, budget=budget, batch_log=batch_log))
         kept = []
         for cand in candidates:
             scored = sorted(((next(flat), f) for f in cand), key=lambda t: (-t[0], t[1].page_id))
@@ -147,7 +162,7 @@ class Pipeline:
         return kept
 
     def _answer(
-        self, questions, kept, options, load_images, load_texts, images
+        self, questions, kept, options, load_images, load_texts, images, batch_log
     ) -> tuple[list[tuple[str, int | None]], str]:
         pending = [i for i, cites in enumerate(kept) if cites]
         answers: list[tuple[str, int | None]] = [(NOT_ANSWERABLE, None)] * len(questions)
@@ -156,10 +171,12 @@ class Pipeline:
             missing = [pid for pid in page_ids if pid not in images]
             if missing:
                 images.update(load_images(missing))
-            out = [(a, None) for a in self.generator.generate(
-                [(questions[i].text, [images[c.page_id] for c in kept[i]]) for i in pending],
-                batch_size=self.settings.generate_batch_size, max_new_tokens=options.max_new_tokens,
-            )]
+            budget = BatchBudget(self.settings.generate_batch_size, self.settings.generate_batch_pixels)
+            with self.residency.active("generate"):
+                out = [(a, None) for a in self.generator.generate(
+                    [(questions[i].text, [images[c.page_id] for c in kept[i]]) for i in pending],
+                    budget=budget, max_new_tokens=options.max_new_tokens, batch_log=batch_log,
+                )]
             kind = "generated"
         else:
             from models.extractive import PageText

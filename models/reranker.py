@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
+from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
 from models.loading import from_pretrained, set_pixel_budget
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,10 @@ class Reranker(abc.ABC):
     model_id: str
 
     @abc.abstractmethod
-    def score(self, pairs: Sequence[tuple[str, Image.Image]], *, batch_size: int) -> list[float]:
-        """One relevance score per pair, in input order."""
+    def score(
+        self, pairs: Sequence[tuple[str, Image.Image]], *, budget: BatchBudget, batch_log: BatchLog | None = None
+    ) -> list[float]:
+        """One relevance score per pair, in input order, in micro-batches within ``budget``."""
 
 
 class MonoQwen2VLReranker(Reranker):
@@ -46,7 +49,7 @@ class MonoQwen2VLReranker(Reranker):
     def __init__(self, base_id: str, adapter_id: str, *, device: torch.device, dtype: torch.dtype, max_pixels: int):
         from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-        self.model_id, self.device = adapter_id, device
+        self.model_id, self.device, self.max_pixels = adapter_id, device, max_pixels
         self.model = from_pretrained(Qwen2VLForConditionalGeneration, base_id, dtype=dtype, device_map=str(device))
         self.model.load_adapter(adapter_id)
         self.model.eval()
@@ -56,6 +59,11 @@ class MonoQwen2VLReranker(Reranker):
         tok = self.processor.tokenizer
         self.true_id, self.false_id = tok.convert_tokens_to_ids("True"), tok.convert_tokens_to_ids("False")
 
+    def place(self, device: torch.device) -> None:
+        """Move the model to ``device``; later inputs follow it (see :mod:`models.residency`)."""
+        self.model.to(device)
+        self.device = device
+
     def _prompt(self, query: str) -> str:
         messages = [{"role": "user", "content": [
             {"type": "image"}, {"type": "text", "text": PROMPT.format(query=query)},
@@ -63,18 +71,24 @@ class MonoQwen2VLReranker(Reranker):
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     @torch.inference_mode()
-    def score(self, pairs: Sequence[tuple[str, Image.Image]], *, batch_size: int) -> list[float]:
-        """P(True) per (query, image) pair, float in [0, 1]; batches of ``batch_size`` pairs, left-padded so the
-        last position of every row is its own last token."""
-        scores: list[float] = []
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
-            inputs = self.processor(
-                text=[self._prompt(q) for q, _ in chunk], images=[img for _, img in chunk],
-                padding=True, return_tensors="pt",
-            ).to(self.device)
-            logits = self.model(**inputs).logits[:, -1, :]  # (batch, vocab)
-            pair_logits = logits[:, [self.false_id, self.true_id]].float()  # (batch, 2)
-            scores.extend(torch.softmax(pair_logits, dim=-1)[:, 1].cpu().tolist())
-        return scores
+    def score(
+        self, pairs: Sequence[tuple[str, Image.Image]], *, budget: BatchBudget, batch_log: BatchLog | None = None
+    ) -> list[float]:
+        """P(True) per (query, image) pair, float in [0, 1].
 
+        Pairs go through in micro-batches packed to ``budget`` (page pixels after the processor's resize), halved
+        on a GPU out-of-memory error (:func:`models.batching.run_batched`); each micro-batch is left-padded so
+        the last position of every row is its own last token.
+        """
+        pixels = [image_pixels(img.size, max_pixels=self.max_pixels) for _, img in pairs]
+        return run_batched(pairs, self._score, pixels=pixels, budget=budget, stage="rerank", device=self.device,
+                           batch_log=batch_log)
+
+    def _score(self, chunk: Sequence[tuple[str, Image.Image]]) -> list[float]:
+        inputs = self.processor(
+            text=[self._prompt(q) for q, _ in chunk], images=[img for _, img in chunk],
+            padding=True, return_tensors="pt",
+        ).to(self.device)
+        logits = self.model(**inputs).logits[:, -1, :]  # (batch, vocab)
+        pair_logits = logits[:, [self.false_id, self.true_id]].float()  # (batch, 2)
+        return torch.softmax(pair_logits, dim=-1)[:, 1].cpu().tolist()

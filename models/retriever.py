@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.batching import BatchLog
 from models.loading import from_pretrained, set_pixel_budget
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ class ColQwen2Retriever:
         self.processor = from_pretrained(ColQwen2Processor, model_id)
         set_pixel_budget(self.processor, max_pixels=max_pixels)
 
+    def place(self, device: torch.device) -> None:
+        """Move the model to ``device``; later inputs follow it (see :mod:`models.residency`)."""
+        self.model.to(device)
+        self.device = device
+
     @torch.inference_mode()
     def embed_pages(self, images: Sequence[Image.Image], *, batch_size: int) -> list[np.ndarray]:
         """Page multi-vectors, one ``(n_tokens_i, 128) float16`` array per image, padding rows stripped.
@@ -56,11 +62,17 @@ class ColQwen2Retriever:
         return out
 
     @torch.inference_mode()
-    def embed_queries(self, queries: Sequence[str], *, batch_size: int) -> list[torch.Tensor]:
-        """Query multi-vectors, one ``(n_tokens_i, 128) float32`` CPU tensor per query, padding stripped."""
+    def embed_queries(
+        self, queries: Sequence[str], *, batch_size: int, batch_log: BatchLog | None = None
+    ) -> list[torch.Tensor]:
+        """Query multi-vectors, one ``(n_tokens_i, 128) float32`` CPU tensor per query, padding stripped; a chunk
+        of up to ``batch_size`` queries is one forward pass."""
         out: list[torch.Tensor] = []
         for start in range(0, len(queries), batch_size):
-            batch = self.processor.process_queries(list(queries[start : start + batch_size])).to(self.device)
+            texts = list(queries[start : start + batch_size])
+            if batch_log is not None:
+                batch_log.sizes.setdefault("query", []).append(len(texts))
+            batch = self.processor.process_queries(texts).to(self.device)
             emb = self.model(**batch)  # (batch, seq, 128)
             out.extend(torch.from_numpy(v.astype(np.float32)) for v in _strip_padding(emb, batch["attention_mask"]))
         return out

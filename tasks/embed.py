@@ -69,11 +69,9 @@ def _index_visual(settings: Settings, to_embed: list[Page], to_pool: list[Page])
     """
     pipe = resident.pipeline(settings)
     retriever, spec = pipe.retriever, settings.pooling_spec()
-    vectors = dict(zip(
-        [p.id for p in to_embed],
-        retriever.embed_pages([decode_image(p.image) for p in to_embed], batch_size=settings.embed_batch_size),
-        strict=True,
-    ))
+    with pipe.residency.active("retrieve"):
+        embedded = retriever.embed_pages([decode_image(p.image) for p in to_embed], batch_size=settings.embed_batch_size)
+    vectors = dict(zip([p.id for p in to_embed], embedded, strict=True))
     if to_pool:
         with session_scope(settings) as session:
             vectors |= mv.fetch_exact(mv.raw_connection(session), model_id=retriever.model_id,

@@ -13,6 +13,7 @@ import torch
 from db import multivector as mv
 from db import search
 from db.engine import session_scope
+from models.batching import BatchLog
 from models.fusion import Fused, reciprocal_rank_fusion
 from models.late_interaction import exact_search, two_stage_search
 from models.pipeline import ChunkQuestion, Options, Pipeline
@@ -29,16 +30,19 @@ class Retrieved:
 
 
 def retrieve(
-    settings: Settings, pipe: Pipeline, *, corpus_id: int, questions: Sequence[ChunkQuestion], options: Options
+    settings: Settings, pipe: Pipeline, *, corpus_id: int, questions: Sequence[ChunkQuestion], options: Options,
+    batch_log: BatchLog | None = None,
 ) -> list[Retrieved]:
-    """Run the job's lanes for a chunk of questions and fuse them; a lane the model set lacks is skipped."""
+    """Run the job's lanes for a chunk of questions and fuse them; a lane the model set lacks is skipped. The
+    chunk's queries are encoded together (``query_batch_size`` per pass) and searched together."""
     k = options.retrieve_top_k
     lanes = [lane for lane in options.lanes if lane in settings.available_lanes()]
     texts = [q.text for q in questions]
     doc_ids = [q.document_id for q in questions]
     ranked: dict[str, list[list[tuple[int, float]]]] = {}
     if "visual" in lanes:
-        q_emb = pipe.retriever.embed_queries(texts, batch_size=settings.query_batch_size)
+        with pipe.residency.active("retrieve"):
+            q_emb = pipe.retriever.embed_queries(texts, batch_size=settings.query_batch_size, batch_log=batch_log)
         ranked["visual"] = visual_search(settings, q_emb, corpus_id=corpus_id, document_ids=doc_ids, k=k,
                                          model_id=pipe.retriever.model_id, device=pipe.device)
     if "dense" in lanes:

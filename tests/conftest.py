@@ -98,7 +98,8 @@ def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.25):
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 
-    shutil.rmtree(_HOME, ignore_errors=True)
+    if not os.environ.get("PAGEQA_TEST_KEEP_HOME"):  # keep the worker logs of a failed run for reading
+        shutil.rmtree(_HOME, ignore_errors=True)
 
 
 PDF_PAGES = [

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from models.batching import BatchBudget
 from models.device import compute_dtype
 from models.generator import Qwen2VLGenerator
 from models.pipeline import Pipeline
@@ -79,8 +80,8 @@ def test_query_embeddings_and_maxsim_match_colpali_scorer(pipeline):
 
 def test_reranker_batched_scores_equal_unbatched(pipeline):
     pairs = [(q, img) for q in QUERIES[:2] for img in IMAGES]  # 6 pairs, different prompt and image lengths
-    batched = pipeline.reranker.score(pairs, batch_size=6)
-    single = pipeline.reranker.score(pairs, batch_size=1)
+    batched = pipeline.reranker.score(pairs, budget=BatchBudget(6, 10**9))
+    single = pipeline.reranker.score(pairs, budget=BatchBudget(1, 10**9))
     assert all(0.0 <= s <= 1.0 for s in batched)
     assert np.allclose(batched, single, atol=1e-4)
     assert len(set(np.round(batched, 6))) > 1, "scores should depend on the pair"
@@ -88,8 +89,8 @@ def test_reranker_batched_scores_equal_unbatched(pipeline):
 
 def test_generator_batched_answers_equal_unbatched(pipeline):
     items = [(QUERIES[0], IMAGES[:2]), (QUERIES[1], IMAGES[2:]), (QUERIES[2], IMAGES)]
-    batched = pipeline.generator.generate(items, batch_size=3, max_new_tokens=6)
-    single = [pipeline.generator.generate([it], batch_size=1, max_new_tokens=6)[0] for it in items]
+    batched = pipeline.generator.generate(items, budget=BatchBudget(3, 10**9), max_new_tokens=6)
+    single = [pipeline.generator.generate([it], budget=BatchBudget(1, 10**9), max_new_tokens=6)[0] for it in items]
     assert batched == single
     assert all(isinstance(a, str) for a in batched)
 
@@ -104,7 +105,7 @@ def test_generator_loads_in_4bit_nf4(settings, tiny_models):
     linear4 = [m for m in gen.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert linear4, "4-bit loading must replace Linear layers"
     assert linear4[0].weight.quant_type == "nf4"
-    (answer,) = gen.generate([(QUERIES[0], IMAGES[:1])], batch_size=1, max_new_tokens=4)
+    (answer,) = gen.generate([(QUERIES[0], IMAGES[:1])], budget=BatchBudget(1, 10**9), max_new_tokens=4)
     assert isinstance(answer, str)
 
 
