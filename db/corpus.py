@@ -127,6 +127,16 @@ def count_pages(session: Session, *, corpus_id: int) -> int:
     return session.scalar(stmt.where(Document.corpus_id == corpus_id)) or 0
 
 
+def corpus_version(session: Session, *, corpus_id: int) -> str:
+    """A cheap fingerprint of a corpus's content, ``"<pages>:<newest page id>"``: it changes when documents are
+    added or deleted, so answers from before the change are not reused."""
+    n, newest = session.execute(
+        select(func.count(Page.id), func.max(Page.id))
+        .join(Document, Document.id == Page.document_id).where(Document.corpus_id == corpus_id)
+    ).one()
+    return f"{n}:{newest or 0}"
+
+
 def load_pages(session: Session, *, page_ids: Sequence[int]) -> list[Page]:
     """Pages by id, in the order of ``page_ids``.
 

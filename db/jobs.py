@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -34,24 +35,47 @@ class NewQuestion:
     line_number: int
 
 
+def normalize_question(question: str) -> str:
+    """The form under which two questions count as the same: Unicode NFKC, case-folded, runs of whitespace made
+    one space, surrounding whitespace and trailing ``?`` dropped."""
+    return " ".join(unicodedata.normalize("NFKC", question).casefold().split()).rstrip("? ")
+
+
 def create_job(
-    session: Session, *, corpus_id: int, source: str, options: dict, questions: Sequence[NewQuestion]
+    session: Session, *, corpus_id: int, source: str, options: dict, questions: Sequence[NewQuestion],
+    tenant: str = "default",
 ) -> Job:
-    """Store a job and its questions (status ``queued``); the caller enqueues only after this commits."""
+    """Store a job and its questions (status ``queued``); the caller enqueues only after this commits.
+
+    A question whose normalised text (:func:`normalize_question`) and document filter repeat an earlier one of
+    the file gets ``duplicate_of`` that one: it is not enqueued and receives a copy of its answer.
+    """
     job = Job(
         id=f"job_{uuid.uuid4().hex[:24]}", corpus_id=corpus_id, source=source, options=options,
-        total=len(questions), status=JobStatus.queued,
+        total=len(questions), status=JobStatus.queued, tenant=tenant,
     )
     session.add(job)
     session.flush()
-    session.execute(
-        insert(Question),
+    ids = session.scalars(
+        insert(Question).returning(Question.id, sort_by_parameter_order=True),
         [
             {"job_id": job.id, "custom_id": q.custom_id, "question": q.question, "document_id": q.document_id,
              "line_number": q.line_number, "status": QuestionStatus.queued, "attempts": 0}
             for q in questions
         ],
-    )
+    ).all()
+    first: dict[tuple[str, int | None], int] = {}
+    duplicates = []
+    for qid, q in zip(ids, questions, strict=True):
+        leader = first.setdefault((normalize_question(q.question), q.document_id), qid)
+        if leader != qid:
+            duplicates.append({"qid": qid, "leader": leader})
+    if duplicates:
+        session.execute(
+            update(Question).where(Question.id == bindparam("qid")).values(duplicate_of=bindparam("leader"))
+            .execution_options(synchronize_session=False),
+            duplicates,
+        )
     return job
 
 
@@ -67,11 +91,16 @@ def get_job(session: Session, *, job_id: str) -> Job:
     return job
 
 
-def question_ids(session: Session, *, job_id: str, status: QuestionStatus | None = None) -> list[int]:
-    """Ids of the job's questions (optionally of one status) in file order."""
+def question_ids(
+    session: Session, *, job_id: str, status: QuestionStatus | None = None, to_enqueue: bool = False
+) -> list[int]:
+    """Ids of the job's questions (optionally of one status) in file order; ``to_enqueue``: only those the
+    workers must answer (in-job duplicates receive their copy without a task)."""
     stmt = select(Question.id).where(Question.job_id == job_id).order_by(Question.line_number, Question.id)
     if status is not None:
         stmt = stmt.where(Question.status == status)
+    if to_enqueue:
+        stmt = stmt.where(Question.duplicate_of.is_(None))
     return list(session.scalars(stmt))
 
 
@@ -129,10 +158,12 @@ class NewAnswer:
     kind: str = "generated"
     evidence_page_id: int | None = None
     lane_hits: dict[str, Sequence[tuple[int, float]]] = field(default_factory=dict)
+    dedup_key: str | None = None
 
 
 def record_answer(session: Session, *, new: NewAnswer) -> bool:
-    """Write an answer, its citations and the ``answered`` state in the caller's transaction.
+    """Write an answer, its citations and the ``answered`` state in the caller's transaction, with copies for the
+    question's in-job duplicates (``reused_from`` this question).
 
     Idempotent: a question that already has an answer keeps it (unique ``question_id``); returns False then.
     """
@@ -157,9 +188,71 @@ def record_answer(session: Session, *, new: NewAnswer) -> bool:
         session.execute(insert(LaneHit), hits)
     session.execute(
         update(Question).where(Question.id == new.question_id)
-        .values(status=QuestionStatus.answered, last_error=None)
+        .values(status=QuestionStatus.answered, last_error=None, dedup_key=new.dedup_key)
     )
+    followers = _duplicates_of(session, ids=[new.question_id])
+    if followers:
+        copy_answer(session, source_question_id=new.question_id, question_ids=followers)
     return True
+
+
+def _duplicates_of(session: Session, *, ids: Sequence[int]) -> list[int]:
+    """Unanswered in-job duplicates of the questions ``ids``."""
+    return list(session.scalars(select(Question.id).where(
+        Question.duplicate_of.in_(ids), Question.status.in_([QuestionStatus.queued, QuestionStatus.running])
+    )))
+
+
+_COPY_ANSWER = text("""
+WITH src AS (SELECT * FROM answers WHERE question_id = :src),
+new AS (
+    INSERT INTO answers (question_id, answer, retriever_model, reranker_model, generator_model, kind,
+                         evidence_page_id, retrieve_ms, rerank_ms, generate_ms, reused_from)
+    SELECT t.id, src.answer, src.retriever_model, src.reranker_model, src.generator_model, src.kind,
+           src.evidence_page_id, 0, 0, 0, COALESCE(src.reused_from, src.question_id)
+    FROM src CROSS JOIN unnest(CAST(:targets AS integer[])) AS t(id)
+    ON CONFLICT (question_id) DO NOTHING
+    RETURNING id, question_id
+),
+cited AS (
+    INSERT INTO citations (answer_id, page_id, rank, retrieval_score, rerank_score, lanes)
+    SELECT new.id, c.page_id, c.rank, c.retrieval_score, c.rerank_score, c.lanes
+    FROM new CROSS JOIN src JOIN citations c ON c.answer_id = src.id
+),
+hits AS (
+    INSERT INTO lane_hits (question_id, lane, rank, page_id, score)
+    SELECT new.question_id, h.lane, h.rank, h.page_id, h.score
+    FROM new JOIN lane_hits h ON h.question_id = :src
+),
+done AS (
+    UPDATE questions SET status = 'answered', last_error = NULL
+    WHERE id IN (SELECT question_id FROM new)
+)
+SELECT question_id FROM new
+""")
+
+
+def copy_answer(session: Session, *, source_question_id: int, question_ids: Sequence[int]) -> list[int]:
+    """Give each of ``question_ids`` a copy of the source question's answer, citations and lane rankings, marked
+    ``answered``, with ``reused_from`` naming the question whose answer the models made (stage timings 0 ms: no
+    model ran). The in-job duplicates of ``question_ids`` get one too. Questions that already have an answer keep
+    it. Returns the questions that got a copy."""
+    targets = list(question_ids) + _duplicates_of(session, ids=question_ids)
+    return list(session.scalars(_COPY_ANSWER, {"src": source_question_id, "targets": targets}))
+
+
+def find_reusable(session: Session, *, keys: Sequence[str], since: dt.datetime) -> dict[str, int]:
+    """Per dedup key, the question whose model-made answer (not itself a copy) is the newest since ``since``."""
+    if not keys:
+        return {}
+    stmt = (
+        select(Question.dedup_key, Question.id)
+        .join(Answer, Answer.question_id == Question.id)
+        .where(Question.dedup_key.in_(set(keys)), Answer.reused_from.is_(None), Answer.created_at >= since)
+        .order_by(Question.dedup_key, Answer.created_at.desc())
+        .distinct(Question.dedup_key)
+    )
+    return {key: qid for key, qid in session.execute(stmt)}
 
 
 def record_chunk_run(session: Session, **values) -> None:
@@ -167,11 +260,25 @@ def record_chunk_run(session: Session, **values) -> None:
     session.execute(insert(ChunkRun).values(**values))
 
 
+def reuse_sources(session: Session, *, question_ids: Sequence[int]) -> dict[int, dict]:
+    """Per question id, the ``{"job_id", "custom_id"}`` an answer was reused from (for result files)."""
+    if not question_ids:
+        return {}
+    stmt = select(Question.id, Question.job_id, Question.custom_id).where(Question.id.in_(set(question_ids)))
+    return {qid: {"job_id": job_id, "custom_id": custom_id} for qid, job_id, custom_id in session.execute(stmt)}
+
+
 def record_failure(session: Session, *, ids: Sequence[int], error: str) -> None:
-    """Mark the still-``running`` questions among ``ids`` as ``failed`` with ``error`` (one line)."""
+    """Mark the still-``running`` questions among ``ids`` as ``failed`` with ``error`` (one line), and their
+    waiting in-job duplicates with the same error."""
     session.execute(
         update(Question)
         .where(Question.id.in_(ids), Question.status == QuestionStatus.running)
+        .values(status=QuestionStatus.failed, last_error=error[:2000])
+    )
+    session.execute(
+        update(Question)
+        .where(Question.duplicate_of.in_(ids), Question.status == QuestionStatus.queued)
         .values(status=QuestionStatus.failed, last_error=error[:2000])
     )
 

@@ -203,6 +203,10 @@ class Job(Base):
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"), index=True)
     status: Mapped[JobStatus] = mapped_column(Enum(JobStatus, name="job_status"), default=JobStatus.queued)
     source: Mapped[str] = mapped_column(Text, doc="File name the questions came from.")
+    tenant: Mapped[str] = mapped_column(
+        String(100), default="default", server_default="default", index=True,
+        doc="Who submitted the job; answers are never reused across tenants.",
+    )
     options: Mapped[dict] = mapped_column(JSONB, default=dict)
     total: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = _now()
@@ -226,6 +230,16 @@ class Question(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    duplicate_of: Mapped[int | None] = mapped_column(
+        ForeignKey("questions.id", ondelete="SET NULL"), index=True,
+        doc="An earlier question of the same job with the same normalised text and document filter; this one is "
+        "never enqueued and gets a copy of that one's answer (or its error).",
+    )
+    dedup_key: Mapped[str | None] = mapped_column(
+        String(64), index=True,
+        doc="sha256 of tenant, corpus and its version, document filter, normalised text, job options and the "
+        "worker's model and search settings; set when answered by the models, looked up for reuse.",
+    )
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
@@ -250,6 +264,10 @@ class Answer(Base):
     retrieve_ms: Mapped[float] = mapped_column(Float)
     rerank_ms: Mapped[float] = mapped_column(Float)
     generate_ms: Mapped[float] = mapped_column(Float)
+    reused_from: Mapped[int | None] = mapped_column(
+        ForeignKey("questions.id", ondelete="SET NULL"),
+        doc="The question whose model-made answer this copies (de-duplication); NULL when the models ran.",
+    )
     created_at: Mapped[dt.datetime] = _now()
 
     citations: Mapped[list[Citation]] = relationship(order_by="Citation.rank", lazy="selectin")
@@ -284,6 +302,9 @@ class ChunkRun(Base):
     worker: Mapped[str] = mapped_column(Text, doc="hostname:pid of the worker process.")
     device: Mapped[str] = mapped_column(String(32))
     n_questions: Mapped[int] = mapped_column(Integer)
+    n_reused: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", doc="Questions of the chunk answered by reuse, without the models."
+    )
     batch_sizes: Mapped[dict] = mapped_column(JSONB, default=dict, doc="Micro-batch size per stage.")
     queue_wait_ms: Mapped[float | None] = mapped_column(Float)
     retrieve_ms: Mapped[float] = mapped_column(Float)

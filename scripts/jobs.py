@@ -24,16 +24,18 @@ class Submitted:
 
     job_id: str
     total: int
+    duplicates: int
     errors: list[str]
 
 
 def submit_file(
     settings: Settings, *, path: Path, corpus: str, options: dict, strict: bool = False,
-    document_field: str = "document",
+    document_field: str = "document", tenant: str = "default",
 ) -> Submitted:
     """Validate a question file, store the job and its questions, then enqueue them in chunks.
 
-    Rows with errors (including an unknown ``document``) are left out and reported, unless ``strict``.
+    Rows with errors (including an unknown ``document``) are left out and reported, unless ``strict``. Repeated
+    questions (same normalised text and document) are stored but not enqueued: they get the first one's answer.
 
     Raises:
         InputError: the file is unreadable, has no valid row, or (``strict``) has any invalid row.
@@ -56,12 +58,14 @@ def submit_file(
         if not new:
             first = f"; first error: {errors[0]}" if errors else ""
             raise InputError(f"no valid question{first}", source=str(path))
-        job = jobs_db.create_job(session, corpus_id=corpus_row.id, source=path.name, options=options, questions=new)
+        job = jobs_db.create_job(session, corpus_id=corpus_row.id, source=path.name, options=options,
+                                 questions=new, tenant=tenant)
         job_id = job.id
-        ids = jobs_db.question_ids(session, job_id=job_id)
+        ids = jobs_db.question_ids(session, job_id=job_id, to_enqueue=True)
     chunk = int(options.get("chunk_size") or settings.chunk_size)
     enqueue_questions(settings, question_ids=ids, chunk_size=chunk)
-    return Submitted(job_id, len(ids), [str(e) for e in sorted(errors, key=lambda e: e.line or 0)])
+    skipped = [str(e) for e in sorted(errors, key=lambda e: e.line or 0)]
+    return Submitted(job_id, len(new), len(new) - len(ids), skipped)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ def result_records(settings: Settings, *, job_id: str) -> Iterator[dict]:
     with session_scope(settings) as session:
         jobs_db.get_job(session, job_id=job_id)
         rows = jobs_db.answered_questions(session, job_id=job_id)
+        reused = jobs_db.reuse_sources(session, question_ids=[a.reused_from for _, a in rows if a and a.reused_from])
         for q, a in rows:
             record = {"custom_id": q.custom_id, "question": q.question, "status": q.status.value}
             if a is None:
@@ -119,6 +124,8 @@ def result_records(settings: Settings, *, job_id: str) -> Iterator[dict]:
                                         "generate": round(a.generate_ms, 2)}
                 record["models"] = {"retriever": a.retriever_model, "reranker": a.reranker_model,
                                     "generator": a.generator_model}
+                if a.reused_from is not None:
+                    record["reused_from"] = reused.get(a.reused_from)
             yield record
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from db.engine import session_scope
-from db.schema import Answer, ChunkRun, Citation, Corpus, Document, Page, PageEmbedding, Question
+from db.schema import Answer, ChunkRun, Citation, Corpus, Document, LaneHit, Page, PageEmbedding, Question
 from scripts.cli import app
 
 pytestmark = pytest.mark.models
@@ -39,7 +39,7 @@ def _run_job(settings, path) -> str:
     job_id = cli("submit", str(path), "--corpus", CORPUS).stdout.strip().splitlines()[-1]
     assert job_id.startswith("job_")
     final = cli("status", job_id, "--watch")
-    assert "completed" in final.stdout
+    assert "completed" in final.stdout, cli("results", job_id).stdout[:3000]
     return job_id
 
 
@@ -103,7 +103,7 @@ def test_csv_and_jsonl_jobs_are_answered_with_citations_to_the_corpus(settings, 
         ).one()
         assert docs[filtered.document_id].source == "blue.webp"  # matched by title
         n_cites = session.scalar(
-            select(func.count(Citation.id)).join(Answer).join(Question).where(Question.job_id == csv_job)
+            select(func.count(Citation.id)).join(Answer).join(Question, Question.id == Answer.question_id).where(Question.job_id == csv_job)
         )
         assert n_cites >= 5
 
@@ -114,8 +114,13 @@ def test_csv_and_jsonl_jobs_are_answered_with_citations_to_the_corpus(settings, 
         assert r.queue_wait_ms is not None and r.queue_wait_ms >= 0
         assert r.total_ms >= r.retrieve_ms + r.rerank_ms + r.generate_ms > 0
         assert r.device == "cpu" and r.peak_gpu_bytes is None
-        assert r.batch_sizes == {"query": settings.query_batch_size, "rerank": settings.rerank_batch_size,
-                                 "generate": settings.generate_batch_size}
+        sizes = r.batch_sizes  # micro-batches as run: the chunk's queries in one pass, every pair reranked
+        assert sizes["query"] == [r.n_questions] and sum(sizes["generate"]) == r.n_questions
+        assert max(sizes["rerank"]) <= settings.rerank_batch_size and "oom_halvings" not in sizes
+    with session_scope(settings) as session:  # every fused candidate of every question was reranked
+        fused = session.scalar(select(func.count(LaneHit.id)).join(Question, Question.id == LaneHit.question_id)
+                               .where(Question.job_id == csv_job, LaneHit.lane == "fused"))
+    assert sum(sum(r.batch_sizes["rerank"]) for r in runs) == fused > 0
 
     jsonl = [json.loads(line) for line in cli("results", csv_job, "--format", "jsonl").stdout.splitlines()]
     assert [r["custom_id"] for r in jsonl] == ["c1", "c2", "c3", "c4", "c5"]
