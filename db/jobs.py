@@ -8,8 +8,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.orm import Session
 
 from db.schema import (
@@ -69,13 +69,9 @@ def create_job(
     for qid, q in zip(ids, questions, strict=True):
         leader = first.setdefault((normalize_question(q.question), q.document_id), qid)
         if leader != qid:
-            duplicates.append({"qid": qid, "leader": leader})
+            duplicates.append({"id": qid, "duplicate_of": leader})
     if duplicates:
-        session.execute(
-            update(Question).where(Question.id == bindparam("qid")).values(duplicate_of=bindparam("leader"))
-            .execution_options(synchronize_session=False),
-            duplicates,
-        )
+        session.execute(update(Question), duplicates)  # bulk UPDATE by primary key
     return job
 
 
@@ -250,7 +246,7 @@ def find_reusable(session: Session, *, keys: Sequence[str], since: dt.datetime) 
         .join(Answer, Answer.question_id == Question.id)
         .where(Question.dedup_key.in_(set(keys)), Answer.reused_from.is_(None), Answer.created_at >= since)
         .order_by(Question.dedup_key, Answer.created_at.desc())
-        .distinct(Question.dedup_key)
+        .ext(distinct_on(Question.dedup_key))
     )
     return {key: qid for key, qid in session.execute(stmt)}
 
