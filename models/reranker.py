@@ -91,6 +91,7 @@ class MonoQwen2VLReranker(Reranker):
         ).to(self.device)
         # Only the last position is scored: logits_to_keep=1 spares a (batch, seq, 151,936-token vocab) tensor,
         # 2.5 GB in bf16 for 16 pairs of 512 visual tokens.
-        logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]  # (batch, vocab)
+        # No KV cache either: one forward pass, nothing to decode after it.
+        logits = self.model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :]  # (batch, vocab)
         pair_logits = logits[:, [self.false_id, self.true_id]].float()  # (batch, 2)
         return torch.softmax(pair_logits, dim=-1)[:, 1].cpu().tolist()
