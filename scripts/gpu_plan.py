@@ -21,12 +21,12 @@ from pageqa.settings import Settings
 
 GIB = 2**30
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
-VISION = dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, in_channels=3, patch_size=14,
-              spatial_merge_size=2, temporal_patch_size=2)
-TEXT_2B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-               num_attention_heads=12, num_key_value_heads=2)
-TEXT_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-               num_attention_heads=28, num_key_value_heads=4)
+VISION = {"depth": 32, "embed_dim": 1280, "num_heads": 16, "mlp_ratio": 4, "in_channels": 3, "patch_size": 14,
+              "spatial_merge_size": 2, "temporal_patch_size": 2}
+TEXT_2B = {"vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+               "num_attention_heads": 12, "num_key_value_heads": 2}
+TEXT_7B = {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+               "num_attention_heads": 28, "num_key_value_heads": 4}
 PIXELS_PER_TOKEN = 28 * 28  # one LLM visual token per 28 × 28 pixels (2 × 2 merged 14-pixel patches)
 
 
@@ -99,10 +99,10 @@ def plan(settings: Settings) -> str:
     context = 0.6 * GIB  # CUDA context + cuBLAS workspace, the usual 500–700 MB on an Ampere/Ada card
     peak = sum(w.values()) + max(act.values()) + context
     low = max(w.values()) + max(act.values()) + context
-    lines += ["", f"Peak, all resident: {sum(w.values()) / GIB:.2f} weights + {max(act.values()) / GIB:.2f} largest "
-              f"stage + {context / GIB:.1f} CUDA context = **{peak / GIB:.1f} GiB** of the L4's 22.5 GiB (23,034 MiB).",
-              f"Peak with `low_memory`: {max(w.values()) / GIB:.2f} largest model + {max(act.values()) / GIB:.2f} "
-              f"+ {context / GIB:.1f} = **{low / GIB:.1f} GiB**."]
+    lines += ["", (f"Peak, all resident: {sum(w.values()) / GIB:.2f} weights + {max(act.values()) / GIB:.2f} largest "
+              f"stage + {context / GIB:.1f} CUDA context = **{peak / GIB:.1f} GiB** of the L4's 22.5 GiB (23,034 MiB)."),
+              (f"Peak with `low_memory`: {max(w.values()) / GIB:.2f} largest model + {max(act.values()) / GIB:.2f} "
+              f"+ {context / GIB:.1f} = **{low / GIB:.1f} GiB**.")]
     return "\n".join(lines) + "\n"
 
 
