@@ -144,7 +144,8 @@ def ingest(
     corpus: Annotated[str, typer.Option(help="Corpus name (created when missing).")],
     wait: Annotated[bool, typer.Option(help="Wait until the workers have embedded every page.")] = True,
 ) -> None:
-    """Ingest documents into a corpus: rasterise, store page images and text, queue page embedding."""
+    """Ingest documents into a corpus: rasterise (PAGEQA_INGEST_PROCESSES processes), store page images and text,
+    queue each document's pages for embedding as soon as it is stored."""
     from scripts import progress
     from scripts.ingest import expand_paths, ingest_files
 
@@ -152,11 +153,11 @@ def ingest(
     prepare(settings)
     files = expand_paths(paths)
     with progress.bar("reading documents", total=len(files)) as advance:
-        report = ingest_files(settings, corpus=corpus, files=files, on_file=lambda _p: advance())
+        report = ingest_files(settings, corpus=corpus, files=files, on_file=lambda _p: advance(), enqueue=True)
     for error in report.errors:
         err_console.print(f"[red]error[/red] {error}", highlight=False)
     console.print(f"{len(report.added)} documents added ({report.pages} pages), {len(report.duplicates)} duplicates skipped")
-    progress.embed_and_wait(settings, corpus=corpus, wait=wait)
+    progress.embed_and_wait(settings, corpus=corpus, wait=wait, queued=report.queued_page_ids)
     if report.errors:
         raise typer.Exit(1)
 
@@ -398,6 +399,30 @@ def bench_retrieval_sweep(
         combos.append(SearchParams(per_token=per_token, ef_search=ef, pooled_candidates=pooled,
                                    exact_candidates=exact))
     console.print(sweep(get_settings(), n_pages=pages, combos=combos), markup=False, highlight=False)
+
+
+@command(bench_app, "ingest")
+def bench_ingest(
+    pdf_dir: Annotated[Path, typer.Option(help="Folder of PDFs, read in place.")]
+    = Path("/work/shared/data/mmlongbench_dev/pdfs"),
+    pages: Annotated[int | None, typer.Option(min=1, help="At most N pages: the first pages of every PDF.")] = None,
+    processes: Annotated[str, typer.Option(help="Render process counts to try, comma-separated.")] = "1,2",
+    webp_methods: Annotated[str | None, typer.Option(help="WEBP methods (0–6); default: the one ingest uses.")]
+    = None,
+) -> None:
+    """Ingest's CPU side, rasterise + compress in render processes, on a PDF folder: pages/s per process count and
+    an encoder table (docs/benchmarks.md)."""
+    import shlex
+
+    from models.images import WEBP_METHOD
+    from scripts.bench_ingest import ENCODINGS, parse_ints, run
+
+    body = run(
+        pdf_dir=pdf_dir, pages=pages, processes=parse_ints(processes, option="--processes", low=1, high=256),
+        webp_methods=parse_ints(webp_methods or str(WEBP_METHOD), option="--webp-methods", low=0, high=6),
+        encodings=ENCODINGS.split(","), encode_pages=24, command=shlex.join(["uv", "run", "pageqa", *sys.argv[1:]]),
+    )
+    console.print(body, markup=False, highlight=False)
 
 
 def main() -> None:

@@ -1,7 +1,11 @@
 """Ingest: PDFs (rasterised with pypdfium2), PNG/JPEG/WebP images and folders of them, into a corpus.
 
-Each document is stored with its pages in its own transaction, so a bad file never loses what was stored before
-it; duplicates (same sha256 in the corpus) are skipped. Embedding is then queued to the workers.
+Pages are rasterised and compressed in a pool of ``ingest_processes`` render processes: a PDF's pages are split
+into page ranges that the processes render side by side, each opening the file itself (pdfium is not thread-safe;
+separate processes are). The calling process keeps file order: it stores a document with its pages in one
+transaction once every range is back, so a bad file never loses what was stored before it, and with
+``enqueue=True`` queues the new pages for indexing right away, so the GPU workers embed while the next documents
+are rendered. Duplicates (same sha256 in the corpus) are skipped before rendering.
 """
 
 from __future__ import annotations
@@ -9,34 +13,60 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pypdfium2 as pdfium
 from PIL import Image, UnidentifiedImageError
 
 from db import corpus as corpus_db
 from db.engine import session_scope
-from models.images import encode_image, fit_pixels
+from models.images import WEBP_METHOD, encode_image, fit_pixels
 from pageqa.errors import InputError
 from pageqa.settings import Settings
+from tasks.enqueue import enqueue_indexing
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
 MAX_RENDER_DPI = 300
+RANGE_PAGES = 8  # most pages per render task: processes share even short PDFs; reopening one per task costs little
+PAGES_IN_FLIGHT_PER_PROCESS = 32  # ≈ 150 KB each once compressed: bounds the parent's memory on big folders
 
 
 @dataclass
 class IngestReport:
-    """What an ingest did: documents added and skipped as duplicates, pages added, one-line errors per bad file."""
+    """What an ingest did: documents added and skipped as duplicates, pages added, one-line errors per bad file,
+    and the page ids it queued for indexing (``enqueue=True`` only)."""
 
     added: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     pages: int = 0
     new_page_ids: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    queued_page_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """How a page is stored: at most ``max_pixels`` pixels, compressed to ``fmt`` at ``quality`` (1–100) and, for
+    WEBP, libwebp effort ``webp_method`` (0–6)."""
+
+    max_pixels: int
+    fmt: str
+    quality: int
+    webp_method: int = WEBP_METHOD
+
+    @classmethod
+    def of(cls, settings: Settings) -> RenderSpec:
+        """The spec of ``page_max_pixels``, ``page_image_format`` and ``page_image_quality``."""
+        return cls(settings.page_max_pixels, settings.page_image_format, settings.page_image_quality)
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
@@ -58,14 +88,231 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def render_pdf(path: Path, data: bytes, settings: Settings) -> Iterator[corpus_db.PageRecord]:
-    """Rasterise each PDF page to at most ``page_max_pixels`` pixels (and 300 DPI) with its text layer.
+def render_scale(width_pt: float, height_pt: float, max_pixels: int) -> float:
+    """The pdfium scale (1 = 72 DPI) of a page of ``width_pt`` × ``height_pt`` points whose bitmap fits
+    ``max_pixels``, at most 300 DPI.
+
+    pdfium makes a bitmap of ceil(w·s) × ceil(h·s) pixels; s is the root of (w·s + 1)(h·s + 1) = max_pixels, so the
+    bitmap always fits and never needs a second, Lanczos resampling (which cost more than the render itself).
+    """
+    w, h = max(width_pt, 1.0), max(height_pt, 1.0)
+    scale = (math.sqrt((w + h) ** 2 + 4 * w * h * (max_pixels - 1)) - (w + h)) / (2 * w * h)
+    return min(scale, MAX_RENDER_DPI / 72)
+
+
+def rasterise_page(pdf: pdfium.PdfDocument, index: int, *, max_pixels: int) -> tuple[Image.Image, str]:
+    """Page ``index`` (0-based) as an RGB image of at most ``max_pixels`` pixels, and its text layer."""
+    page = pdf[index]
+    image = page.render(scale=render_scale(*page.get_size(), max_pixels)).to_pil()  # pdfium's BGR → an RGB copy
+    return fit_pixels(image, max_pixels), page.get_textpage().get_text_range()
+
+
+def render_pdf_pages(path: Path, first: int, stop: int, spec: RenderSpec) -> list[corpus_db.PageRecord]:
+    """Pages ``first`` … ``stop - 1`` (0-based) of the PDF at ``path``, rasterised with their text layers and
+    compressed. Runs in a render process, which opens the file itself.
 
     Raises:
         InputError: the PDF cannot be opened, or a page cannot be rendered (names the 1-based page).
     """
-    import pypdfium2 as pdfium
+    pdf = _open_pdf(path)
+    try:
+        records = []
+        for index in range(first, stop):
+            try:
+                image, text = rasterise_page(pdf, index, max_pixels=spec.max_pixels)
+            except pdfium.PdfiumError as exc:
+                raise InputError(f"cannot render ({exc})", source=str(path), page=index + 1) from exc
+            records.append(_record(index + 1, image, text, spec))
+        return records
+    finally:
+        pdf.close()
 
+
+def read_image(path: Path, spec: RenderSpec) -> list[corpus_db.PageRecord]:
+    """An image file as a one-page document (a list of one page, like ``render_pdf_pages``).
+
+    Raises:
+        InputError: Pillow cannot decode the file.
+    """
+    try:
+        with Image.open(path) as img:
+            image = fit_pixels(img.convert("RGB"), spec.max_pixels)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"not a readable image ({exc})", source=str(path)) from exc
+    return [_record(1, image, "", spec)]
+
+
+def _record(number: int, image: Image.Image, text: str, spec: RenderSpec) -> corpus_db.PageRecord:
+    data = encode_image(image, fmt=spec.fmt, quality=spec.quality, webp_method=spec.webp_method)
+    return corpus_db.PageRecord(number, data, spec.fmt, image.width, image.height, text)
+
+
+def _open_pdf(path: Path) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        raise InputError(f"not a readable PDF ({exc})", source=str(path)) from exc
+
+
+def page_ranges(n_pages: int, processes: int) -> list[tuple[int, int]]:
+    """(first, stop) 0-based ranges covering ``n_pages`` pages in order: about one per process, at most
+    ``RANGE_PAGES`` pages each."""
+    size = max(1, min(RANGE_PAGES, math.ceil(n_pages / processes)))
+    return [(first, min(first + size, n_pages)) for first in range(0, n_pages, size)]
+
+
+def render_pool(processes: int) -> ProcessPoolExecutor:
+    """A pool of ``processes`` render processes for ``render_pdf_pages`` and ``read_image``."""
+    # Not fork: this process holds PostgreSQL connections (and a progress-bar thread) that a forked child would
+    # share. The forkserver is a fresh interpreter started once per process; with this module preloaded there,
+    # each render process is a cheap fork of it.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(processes, mp_context=context)
+
+
+@dataclass
+class _InFlight:
+    """A file in the pipeline: its render tasks in page order, or the error or duplicate found before rendering."""
+
+    path: Path
+    futures: list[Future] = field(default_factory=list)
+    sha256: str = ""
+    title: str = ""
+    size_bytes: int = 0
+    n_pages: int = 0
+    duplicate: bool = False
+    error: str | None = None
+
+    def done(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+
+def ingest_files(settings: Settings, *, corpus: str, files: Sequence[Path], report: IngestReport | None = None,
+                 on_file: Callable[[Path], None] | None = None, enqueue: bool = False) -> IngestReport:
+    """Store each file as a document of ``corpus`` (created when missing); errors are collected, not raised.
+
+    ``on_file(path)`` is called after each file, in file order (for progress bars). With ``enqueue``, the pages of
+    each stored document are queued for indexing once committed, in tasks of ``embed_task_pages`` pages as at
+    ``embed_and_wait`` (pages short of a full task wait for the next document, or the end); they are listed in
+    ``report.queued_page_ids``.
+    """
+    report = report or IngestReport()
+    with session_scope(settings) as session:
+        corpus_id = corpus_db.get_or_create_corpus(session, name=corpus).id
+    processes = settings.ingest_processes or os.cpu_count() or 1
+    pipeline = _Pipeline(settings, corpus_id, processes, report, on_file, enqueue)
+    try:
+        for path in files:
+            pipeline.add(path)
+        pipeline.drain()
+    finally:
+        pipeline.pool.shutdown(cancel_futures=True)
+    return report
+
+
+class _Pipeline:
+    """Files between the render pool and the database, in file order; at most ``PAGES_IN_FLIGHT_PER_PROCESS``
+    pages per process wait, unless one document alone has more."""
+
+    def __init__(self, settings: Settings, corpus_id: int, processes: int, report: IngestReport,
+                 on_file: Callable[[Path], None] | None, enqueue: bool):
+        self.settings, self.corpus_id, self.processes, self.report = settings, corpus_id, processes, report
+        self.on_file, self.to_queue = on_file, [] if enqueue else None
+        self.spec = RenderSpec.of(settings)
+        self.pool = render_pool(processes)
+        self.window: deque[_InFlight] = deque()
+
+    def add(self, path: Path) -> None:
+        """Start rendering ``path``; store the files ahead of it that are done, or must be to bound memory."""
+        self.window.append(self._start(path))
+        max_pages = PAGES_IN_FLIGHT_PER_PROCESS * self.processes
+        while self.window and (self.window[0].done() or sum(f.n_pages for f in self.window) > max_pages):
+            self._finish(self.window.popleft())
+
+    def drain(self) -> None:
+        """Store every file still in flight, then queue the pages short of a full task."""
+        while self.window:
+            self._finish(self.window.popleft())
+        if self.to_queue:
+            self._queue(partial=True)
+
+    def _start(self, path: Path) -> _InFlight:
+        """Hash the file; skip it when the corpus (or a file in flight) has it, else submit its page ranges."""
+        item = _InFlight(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            item.error = f"{path}: cannot read ({exc.strerror or exc})"
+            return item
+        item.sha256, item.size_bytes = hashlib.sha256(data).hexdigest(), len(data)
+        with session_scope(self.settings) as session:
+            stored = corpus_db.find_document(session, corpus_id=self.corpus_id, sha256=item.sha256) is not None
+        if stored or any(other.sha256 == item.sha256 for other in self.window):
+            item.duplicate = True
+        elif path.suffix.lower() != ".pdf":
+            item.title, item.n_pages = path.stem, 1
+            item.futures.append(self.pool.submit(read_image, path, self.spec))
+        else:
+            try:
+                item.title, item.n_pages = _pdf_outline(path, data)
+            except InputError as exc:
+                item.error = str(exc)
+                return item
+            item.futures = [self.pool.submit(render_pdf_pages, path, first, stop, self.spec)
+                            for first, stop in page_ranges(item.n_pages, self.processes)]
+        return item
+
+    def _finish(self, item: _InFlight) -> None:
+        """Store a file once all its pages are rendered (waiting for them), or report why it is not stored."""
+        pages: list[corpus_db.PageRecord] = []
+        if item.error is None and not item.duplicate:
+            try:
+                pages = [page for future in item.futures for page in future.result()]
+            except InputError as exc:  # raised in a render process; it pickles with its one-line message
+                item.error = str(exc)
+            except OSError as exc:
+                item.error = f"{item.path}: cannot read ({exc.strerror or exc})"
+        if item.error is not None:
+            self.report.errors.append(item.error)
+        elif item.duplicate:
+            self.report.duplicates.append(str(item.path))
+        else:
+            self._store(item, pages)
+        if self.on_file is not None:
+            self.on_file(item.path)
+
+    def _store(self, item: _InFlight, pages: list[corpus_db.PageRecord]) -> None:
+        with session_scope(self.settings) as session:
+            doc = corpus_db.add_document(
+                session, corpus_id=self.corpus_id, sha256=item.sha256, title=item.title, source=item.path.name,
+                kind="pdf" if item.path.suffix.lower() == ".pdf" else "image", size_bytes=item.size_bytes,
+                pages=pages,
+            )
+            page_ids = corpus_db.page_ids_of_document(session, document_id=doc.id)
+        self.report.added.append(str(item.path))
+        self.report.pages += len(pages)
+        self.report.new_page_ids.extend(page_ids)
+        log.info("ingested %s: %d pages", item.path, len(pages))
+        if self.to_queue is not None:
+            self.to_queue.extend(page_ids)
+            self._queue(partial=False)
+
+    def _queue(self, *, partial: bool) -> None:
+        """Queue the full tasks' worth of pages waiting to be queued (all of them when ``partial``)."""
+        n = len(self.to_queue) if partial else len(self.to_queue) - len(self.to_queue) % self.settings.embed_task_pages
+        if n:
+            enqueue_indexing(self.settings, page_ids=self.to_queue[:n])
+            self.report.queued_page_ids.extend(self.to_queue[:n])
+            del self.to_queue[:n]
+
+
+def _pdf_outline(path: Path, data: bytes) -> tuple[str, int]:
+    """The PDF's title (metadata, else the file name) and page count.
+
+    Raises:
+        InputError: not a readable PDF, or it has no pages.
+    """
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -73,92 +320,6 @@ def render_pdf(path: Path, data: bytes, settings: Settings) -> Iterator[corpus_d
     try:
         if len(pdf) == 0:
             raise InputError("the PDF has no pages", source=str(path))
-        for index in range(len(pdf)):
-            try:
-                page = pdf[index]
-                w_pt, h_pt = page.get_size()  # points, 1/72 inch
-                scale = min(math.sqrt(settings.page_max_pixels / max(w_pt * h_pt, 1.0)), MAX_RENDER_DPI / 72)
-                image = fit_pixels(page.render(scale=scale).to_pil().convert("RGB"), settings.page_max_pixels)
-                text = page.get_textpage().get_text_range()
-            except pdfium.PdfiumError as exc:
-                raise InputError(f"cannot render ({exc})", source=str(path), page=index + 1) from exc
-            yield _record(index + 1, image, text, settings)
+        return (pdf.get_metadata_dict().get("Title") or "").strip() or path.stem, len(pdf)
     finally:
         pdf.close()
-
-
-def read_image(path: Path, data: bytes, settings: Settings) -> corpus_db.PageRecord:
-    """An image file as a one-page document.
-
-    Raises:
-        InputError: Pillow cannot decode the file.
-    """
-    import io
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            image = fit_pixels(img.convert("RGB"), settings.page_max_pixels)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"not a readable image ({exc})", source=str(path)) from exc
-    return _record(1, image, "", settings)
-
-
-def _record(number: int, image: Image.Image, text: str, settings: Settings) -> corpus_db.PageRecord:
-    data = encode_image(image, fmt=settings.page_image_format, quality=settings.page_image_quality)
-    return corpus_db.PageRecord(number, data, settings.page_image_format, image.width, image.height, text)
-
-
-def _title(path: Path, data: bytes) -> str:
-    if path.suffix.lower() == ".pdf":
-        import pypdfium2 as pdfium
-
-        try:
-            title = (pdfium.PdfDocument(data).get_metadata_dict().get("Title") or "").strip()
-        except pdfium.PdfiumError:
-            title = ""
-        if title:
-            return title
-    return path.stem
-
-
-def ingest_files(settings: Settings, *, corpus: str, files: Sequence[Path], report: IngestReport | None = None,
-                 on_file=None) -> IngestReport:
-    """Store each file as a document of ``corpus`` (created when missing); errors are collected, not raised.
-
-    ``on_file(path)`` is called after each file (for progress bars).
-    """
-    report = report or IngestReport()
-    with session_scope(settings) as session:
-        corpus_id = corpus_db.get_or_create_corpus(session, name=corpus).id
-    for path in files:
-        try:
-            _ingest_one(settings, corpus_id, path, report)
-        except InputError as exc:
-            report.errors.append(str(exc))
-        except OSError as exc:
-            report.errors.append(f"{path}: cannot read ({exc.strerror or exc})")
-        if on_file is not None:
-            on_file(path)
-    return report
-
-
-def _ingest_one(settings: Settings, corpus_id: int, path: Path, report: IngestReport) -> None:
-    data = path.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    with session_scope(settings) as session:
-        if corpus_db.find_document(session, corpus_id=corpus_id, sha256=sha) is not None:
-            report.duplicates.append(str(path))
-            return
-    is_pdf = path.suffix.lower() == ".pdf"
-    pages = list(render_pdf(path, data, settings)) if is_pdf else [read_image(path, data, settings)]
-    with session_scope(settings) as session:
-        doc = corpus_db.add_document(
-            session, corpus_id=corpus_id, sha256=sha, title=_title(path, data), source=path.name,
-            kind="pdf" if is_pdf else "image", size_bytes=len(data), pages=pages,
-        )
-        report.new_page_ids.extend(
-            corpus_db.page_ids_of_document(session, document_id=doc.id)
-        )
-    report.added.append(str(path))
-    report.pages += len(pages)
-    log.info("ingested %s: %d pages", path, len(pages))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -47,10 +47,12 @@ def _check(alive: Callable[[], bool] | None) -> None:
 
 
 def embed_and_wait(
-    settings: Settings, *, corpus: str, wait: bool, alive: Callable[[], bool] | None = None
+    settings: Settings, *, corpus: str, wait: bool, alive: Callable[[], bool] | None = None,
+    queued: Collection[int] = (),
 ) -> None:
-    """Queue every page of the corpus not yet indexed for the configured model set (OCR, passages, multi-vector);
-    optionally wait for the workers to finish them.
+    """Queue every page of the corpus not yet indexed for the configured model set (OCR, passages, multi-vector),
+    except the ``queued`` page ids (already queued, e.g. by ``ingest_files(enqueue=True)``); optionally wait for
+    the workers to finish them all.
 
     Raises:
         ServiceError: ``alive()`` returned False while waiting (the worker this run depends on has exited).
@@ -61,8 +63,9 @@ def embed_and_wait(
     with session_scope(settings) as session:
         corpus_id = corpus_db.get_corpus(session, name=corpus).id
         todo = corpus_db.pages_to_index(session, corpus_id=corpus_id, **models)
-    if todo:
-        enqueue_indexing(settings, page_ids=todo)
+    already = set(queued)
+    if to_send := [page_id for page_id in todo if page_id not in already]:
+        enqueue_indexing(settings, page_ids=to_send)
     if not wait or not todo:
         return
     with _progress() as progress:
