@@ -173,6 +173,7 @@ def submit(
     lanes: Annotated[str | None, typer.Option(help="Comma-separated retrieval lanes: visual,lexical,dense.")] = None,
     document_field: Annotated[str, typer.Option(help="Column naming the document to search in.")] = "document",
     strict: Annotated[bool, typer.Option(help="Refuse the whole file if any row is invalid.")] = False,
+    tenant: Annotated[str, typer.Option(help="Who submits: answers are never reused across tenants.")] = "default",
 ) -> None:
     """Submit a question file as a job; prints the job id."""
     from scripts.jobs import submit_file
@@ -184,10 +185,11 @@ def submit(
         "chunk_size": chunk_size, "lanes": parse_lanes(lanes),
     }.items() if v is not None}
     result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict,
-                         document_field=document_field)
+                         document_field=document_field, tenant=tenant)
     for error in result.errors:
         err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False)
-    err_console.print(f"{result.total} questions queued")
+    repeated = f" ({result.duplicates} repeated questions will reuse an earlier answer)" if result.duplicates else ""
+    err_console.print(f"{result.total} questions queued{repeated}")
     console.print(result.job_id)
 
 
@@ -422,6 +424,29 @@ def bench_ingest(
         webp_methods=parse_ints(webp_methods or str(WEBP_METHOD), option="--webp-methods", low=0, high=6),
         encodings=ENCODINGS.split(","), encode_pages=24, command=shlex.join(["uv", "run", "pageqa", *sys.argv[1:]]),
     )
+    console.print(body, markup=False, highlight=False)
+
+
+@command(bench_app, "pipeline")
+def bench_pipeline(
+    questions: Annotated[int, typer.Option(min=1, help="Distinct questions per run.")] = 500,
+    chunk_sizes: Annotated[str, typer.Option(help="Chunk sizes to run, comma-separated.")] = "1,8,16,32",
+) -> None:
+    """The worker's answering path in-process and through Celery, Redis and PostgreSQL, per chunk size:
+    questions/s, per-stage ms, orchestration overhead, and the model calls de-duplication saves (docs/benchmarks.md).
+    Without CUDA it runs the tiny model set."""
+    import shlex
+
+    from scripts.bench_pipeline import run
+
+    try:
+        sizes = sorted({int(x) for x in chunk_sizes.split(",")})
+    except ValueError:
+        raise ConfigError(f"--chunk-sizes {chunk_sizes!r}: expected whole numbers, e.g. 1,8,16,32") from None
+    if not sizes or sizes[0] < 1:
+        raise ConfigError(f"--chunk-sizes {chunk_sizes!r}: sizes must be at least 1")
+    body = run(get_settings(), n_questions=questions, chunk_sizes=sizes,
+               command=shlex.join(["uv", "run", "pageqa", *sys.argv[1:]]))
     console.print(body, markup=False, highlight=False)
 
 
