@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 
 from PIL import Image
 
@@ -40,3 +41,41 @@ def decode_image(data: bytes) -> Image.Image:
     """A stored page image as an RGB PIL image."""
     with Image.open(io.BytesIO(data)) as img:
         return img.convert("RGB")
+
+
+class ImageCache:
+    """Decoded images by key (a page id, or a (stage, page id) pair), bounded by ``max_bytes`` of RGB pixels (width
+    × height × 3 bytes each), least recently used evicted first (cachetools' ``LRUCache``). Questions of a job tend
+    to hit the same pages, so a worker keeps them decoded, and fitted to each stage's budget, between chunks."""
+
+    def __init__(self, max_bytes: int):
+        import cachetools
+
+        self.max_bytes, self.hits, self.misses = max_bytes, 0, 0
+        self._cache = cachetools.LRUCache(maxsize=max_bytes, getsizeof=lambda img: img.width * img.height * 3)
+        self._lock = threading.Lock()
+
+    def get_many(self, page_ids, load) -> dict:
+        """The images of the keys ``page_ids``; the ones not cached come from ``load(missing keys) -> {key:
+        image}``."""
+        with self._lock:
+            out = {pid: self._cache[pid] for pid in page_ids if pid in self._cache}
+            self.hits += len(out)
+        missing = [pid for pid in page_ids if pid not in out]
+        if missing:
+            loaded = load(missing)
+            with self._lock:
+                self.misses += len(missing)
+                for pid, img in loaded.items():
+                    if img.width * img.height * 3 <= self.max_bytes:
+                        self._cache[pid] = img
+            out.update(loaded)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    @property
+    def bytes(self) -> int:
+        """RGB bytes held now."""
+        return int(self._cache.currsize)

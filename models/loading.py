@@ -41,3 +41,23 @@ def set_pixel_budget(processor, *, max_pixels: int, min_pixels: int | None = Non
     ip = processor.image_processor
     low = min(min_pixels if min_pixels is not None else ip.size["shortest_edge"], max_pixels)
     ip.size = SizeDict(shortest_edge=low, longest_edge=max_pixels)
+
+
+def fit_to_processor(processor, image):
+    """``image`` resized once, with Pillow's bicubic filter, to the size a Qwen2-VL processor would resize it to.
+
+    That size is a multiple of ``patch_size × merge_size`` (28 px) per side, within the processor's pixel budget
+    (``smart_resize`` of transformers' Qwen2-VL image processor). The processor then finds nothing to resize. A page
+    shared by many (question, page) pairs of a chunk is resized once, not once per pair. Resizing full pages was
+    most of the reranker's CPU time: 7.0 of 9.9 s for two chunks of 16 questions, profiled.
+    """
+    from PIL import Image
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    ip = processor.image_processor
+    factor = ip.patch_size * ip.merge_size
+    height, width = smart_resize(image.height, image.width, factor=factor, min_pixels=ip.size["shortest_edge"],
+                                 max_pixels=ip.size["longest_edge"])
+    if (width, height) == image.size:
+        return image
+    return image.resize((width, height), Image.Resampling.BICUBIC)

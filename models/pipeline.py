@@ -15,6 +15,8 @@ from models import NOT_ANSWERABLE
 from models.batching import BatchBudget, BatchLog
 from models.device import compute_dtype, resolve_device
 from models.fusion import Fused
+from models.images import ImageCache
+from models.loading import fit_to_processor
 from models.residency import Residency
 from models.retriever import ColQwen2Retriever
 from pageqa.settings import Settings
@@ -80,6 +82,9 @@ class Pipeline:
 
         self.settings = settings
         self.device = resolve_device(settings.device)
+        # Page images fitted to the reranker's and the generator's budgets, kept across chunks: fitting a full page
+        # costs more CPU than the tiny models' forward pass, and a job's questions keep meeting the same pages.
+        self.fitted = ImageCache(settings.image_cache_mb * 1024 * 1024 // 2)
         self.residency = Residency(self.device, low_memory=settings.low_memory)
         home, dtype = self.residency.home, compute_dtype(self.device)
         ids = settings.model_ids()
@@ -150,7 +155,8 @@ class Pipeline:
             return [[Cited(f.page_id, r, f.score, f.score, tuple(f.lanes))
                      for r, f in enumerate(cand[: options.rerank_top_k], 1)] for cand in candidates]
         images.update(load_images(sorted({f.page_id for cand in candidates for f in cand})))
-        pairs = [(q.text, images[f.page_id]) for q, cand in zip(questions, candidates) for f in cand]
+        fitted = self._fit("rerank", self.reranker.processor, images)
+        pairs = [(q.text, fitted[f.page_id]) for q, cand in zip(questions, candidates) for f in cand]
         budget = BatchBudget(self.settings.rerank_batch_size, self.settings.rerank_batch_pixels)
         with self.residency.active("rerank"):
             flat = iter(self.reranker.score(pairs, budget=budget, batch_log=batch_log))
@@ -160,6 +166,12 @@ class Pipeline:
             kept.append([Cited(f.page_id, r, f.score, s, tuple(f.lanes))
                          for r, (s, f) in enumerate(scored[: options.rerank_top_k], 1)])
         return kept
+
+    def _fit(self, stage: str, processor, images: dict[int, Image.Image]) -> dict[int, Image.Image]:
+        """``images`` by page id, fitted to ``processor``'s budget once per page and kept in :attr:`fitted`."""
+        got = self.fitted.get_many([(stage, pid) for pid in images], lambda keys: {
+            key: fit_to_processor(processor, images[key[1]]) for key in keys})
+        return {pid: got[(stage, pid)] for pid in images}
 
     def _answer(
         self, questions, kept, options, load_images, load_texts, images, batch_log
@@ -172,9 +184,10 @@ class Pipeline:
             if missing:
                 images.update(load_images(missing))
             budget = BatchBudget(self.settings.generate_batch_size, self.settings.generate_batch_pixels)
+            fitted = self._fit("generate", self.generator.processor, {pid: images[pid] for pid in page_ids})
             with self.residency.active("generate"):
                 out = [(a, None) for a in self.generator.generate(
-                    [(questions[i].text, [images[c.page_id] for c in kept[i]]) for i in pending],
+                    [(questions[i].text, [fitted[c.page_id] for c in kept[i]]) for i in pending],
                     budget=budget, max_new_tokens=options.max_new_tokens, batch_log=batch_log,
                 )]
             kind = "generated"

@@ -53,50 +53,15 @@ def search_connections(settings: Settings) -> list:
         return list(_search_conns[: settings.search_connections])
 
 
-class PageImageCache:
-    """Decoded page images by page id, bounded by ``max_bytes`` of RGB pixels (width × height × 3 bytes each),
-    least recently used evicted first (cachetools' ``LRUCache``). Questions of a job tend to hit the same pages,
-    and the reranker and the generator read the same ones, so a worker keeps them decoded between chunks."""
-
-    def __init__(self, max_bytes: int):
-        import cachetools
-
-        self.max_bytes, self.hits, self.misses = max_bytes, 0, 0
-        self._cache = cachetools.LRUCache(maxsize=max_bytes, getsizeof=lambda img: img.width * img.height * 3)
-        self._lock = threading.Lock()
-
-    def get_many(self, page_ids, load) -> dict:
-        """The images of ``page_ids``; the ones not cached come from ``load(missing ids) -> {id: image}``."""
-        with self._lock:
-            out = {pid: self._cache[pid] for pid in page_ids if pid in self._cache}
-            self.hits += len(out)
-        missing = [pid for pid in page_ids if pid not in out]
-        if missing:
-            loaded = load(missing)
-            with self._lock:
-                self.misses += len(missing)
-                for pid, img in loaded.items():
-                    if img.width * img.height * 3 <= self.max_bytes:
-                        self._cache[pid] = img
-            out.update(loaded)
-        return out
-
-    def __len__(self) -> int:
-        return len(self._cache)
-
-    @property
-    def bytes(self) -> int:
-        """RGB bytes held now."""
-        return int(self._cache.currsize)
+_images = None
 
 
-_images: PageImageCache | None = None
-
-
-def page_images(settings: Settings) -> PageImageCache:
-    """The process's decoded page image cache (``settings.image_cache_mb`` megabytes)."""
+def page_images(settings: Settings):
+    """The process's :class:`models.images.ImageCache` of decoded page images (``settings.image_cache_mb``)."""
     global _images
+    from models.images import ImageCache
+
     with _lock:
         if _images is None:
-            _images = PageImageCache(settings.image_cache_mb * 1024 * 1024)
+            _images = ImageCache(settings.image_cache_mb * 1024 * 1024)
         return _images

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from models.batching import BatchBudget, BatchLog, image_pixels, pack
+from models.images import ImageCache
 from models.pipeline import Pipeline
 from models.residency import Residency
-from worker.resident import PageImageCache
 
 IMAGES = [Image.new("RGB", (640, 480), (200, 30, 30)), Image.new("RGB", (300, 700), (30, 160, 30)),
           Image.new("RGB", (900, 300), (30, 30, 200))]
@@ -47,7 +47,7 @@ def test_page_image_cache_evicts_least_recently_used_by_bytes():
         loads.append(list(ids))
         return {i: Image.new("RGB", (10, 10)) for i in ids}  # 300 bytes each
 
-    cache = PageImageCache(max_bytes=1000)  # room for three
+    cache = ImageCache(max_bytes=1000)  # room for three
     assert set(cache.get_many([1, 2, 3], load)) == {1, 2, 3}
     cache.get_many([1], load)  # 1 becomes the most recently used
     cache.get_many([4], load)  # evicts 2, the least recently used
