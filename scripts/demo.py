@@ -82,10 +82,10 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
     data = build_demo_corpus(home / "demo", n_countries=n_countries, n_questions=n_questions)
     console.print(f"sample corpus: {data.pdf} ({len(data.pages)} pages), {len(data.questions)} questions")
     with running_worker(settings, log_name="demo-worker") as alive:
-        report = ingest_files(settings, corpus=CORPUS, files=[data.pdf])
+        report = ingest_files(settings, corpus=CORPUS, files=[data.pdf], enqueue=True)
         for error in report.errors:
             console.print(f"[red]error[/red] {error}")
-        embed_and_wait(settings, corpus=CORPUS, wait=True, alive=alive)
+        embed_and_wait(settings, corpus=CORPUS, wait=True, alive=alive, queued=report.queued_page_ids)
         job = submit_file(settings, path=data.questions_file, corpus=CORPUS, options={})
         console.print(f"job {job.job_id}: {job.total} questions queued")
         final = watch_job(settings, job_id=job.job_id, alive=alive)

@@ -72,10 +72,10 @@ def run_eval(
     worker = running_worker(settings, log_name=f"eval-{corpus}") if spawn_worker else nullcontext(None)
     with worker as alive:
         t0 = time.perf_counter()
-        ingest = ingest_files(settings, corpus=corpus, files=pdfs)
+        ingest = ingest_files(settings, corpus=corpus, files=pdfs, enqueue=True)
         if ingest.errors:
             raise InputError(f"{len(ingest.errors)} documents failed to ingest; first: {ingest.errors[0]}")
-        embed_and_wait(settings, corpus=corpus, wait=True, alive=alive)
+        embed_and_wait(settings, corpus=corpus, wait=True, alive=alive, queued=ingest.queued_page_ids)
         ingest_s = time.perf_counter() - t0
         _write_questions(samples, output / "questions.jsonl")
         options = {"lanes": list(lanes)} if lanes else {}
