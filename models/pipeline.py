@@ -139,7 +139,7 @@ class Pipeline:
         """
         n = max(len(questions), 1)
         t0 = time.perf_counter()
-        images: dict[int, Image.Image] = {}  # page images loaded for the reranker, reused by the generator
+        images: dict[int, Image.Image] = {}  # full page images loaded in this chunk, shared by the stages
         kept = self._rerank(questions, candidates, options, load_images, images, batch_log)
         t1 = time.perf_counter()
         answers, kind = self._answer(questions, kept, options, load_images, load_texts, images, batch_log)
@@ -154,8 +154,8 @@ class Pipeline:
         if self.reranker is None:  # keep the fused order; the fused score stands in for the rerank score
             return [[Cited(f.page_id, r, f.score, f.score, tuple(f.lanes))
                      for r, f in enumerate(cand[: options.rerank_top_k], 1)] for cand in candidates]
-        images.update(load_images(sorted({f.page_id for cand in candidates for f in cand})))
-        fitted = self._fit("rerank", self.reranker.processor, images)
+        page_ids = sorted({f.page_id for cand in candidates for f in cand})
+        fitted = self._fit("rerank", self.reranker.processor, page_ids, load_images, images)
         pairs = [(q.text, fitted[f.page_id]) for q, cand in zip(questions, candidates) for f in cand]
         budget = BatchBudget(self.settings.rerank_batch_size, self.settings.rerank_batch_pixels)
         with self.residency.active("rerank"):
@@ -167,11 +167,18 @@ class Pipeline:
                          for r, (s, f) in enumerate(scored[: options.rerank_top_k], 1)])
         return kept
 
-    def _fit(self, stage: str, processor, images: dict[int, Image.Image]) -> dict[int, Image.Image]:
-        """``images`` by page id, fitted to ``processor``'s budget once per page and kept in :attr:`fitted`."""
-        got = self.fitted.get_many([(stage, pid) for pid in images], lambda keys: {
-            key: fit_to_processor(processor, images[key[1]]) for key in keys})
-        return {pid: got[(stage, pid)] for pid in images}
+    def _fit(self, stage: str, processor, page_ids, load_images, images) -> dict[int, Image.Image]:
+        """The pages' images fitted to ``processor``'s budget, by page id, from :attr:`fitted`; a page not there is
+        loaded (into ``images``, shared by the stages of the chunk) and fitted once."""
+
+        def fit(keys):
+            missing = [pid for _, pid in keys if pid not in images]
+            if missing:
+                images.update(load_images(missing))
+            return {key: fit_to_processor(processor, images[key[1]]) for key in keys}
+
+        got = self.fitted.get_many([(stage, pid) for pid in page_ids], fit)
+        return {pid: got[(stage, pid)] for pid in page_ids}
 
     def _answer(
         self, questions, kept, options, load_images, load_texts, images, batch_log
@@ -180,11 +187,8 @@ class Pipeline:
         answers: list[tuple[str, int | None]] = [(NOT_ANSWERABLE, None)] * len(questions)
         page_ids = sorted({c.page_id for i in pending for c in kept[i]})
         if self.generator is not None:
-            missing = [pid for pid in page_ids if pid not in images]
-            if missing:
-                images.update(load_images(missing))
             budget = BatchBudget(self.settings.generate_batch_size, self.settings.generate_batch_pixels)
-            fitted = self._fit("generate", self.generator.processor, {pid: images[pid] for pid in page_ids})
+            fitted = self._fit("generate", self.generator.processor, page_ids, load_images, images)
             with self.residency.active("generate"):
                 out = [(a, None) for a in self.generator.generate(
                     [(questions[i].text, [fitted[c.page_id] for c in kept[i]]) for i in pending],
