@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @app.task(name=ANSWER_CHUNK)
 def answer_chunk(question_ids: list[int], enqueued_at: float | None = None) -> int:
-    """Answer the still-queued questions among ``question_ids``; returns answers written (copies included).
+    """Answer the still-queued questions among ``question_ids``; returns how many of them got an answer (by reuse too).
 
     The questions are claimed (``running``) in one transaction. Those with a reusable answer (same tenant, corpus,
     settings and normalised text within ``dedup_window_hours``; :mod:`tasks.reuse`) get a copy; the rest are
