@@ -186,6 +186,8 @@ def submit(
     }.items() if v is not None}
     result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict,
                          document_field=document_field, tenant=tenant)
+    for note in result.notes:
+        err_console.print(f"[yellow]note[/yellow] {note}", highlight=False)
     for error in result.errors:
         err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False)
     repeated = f" ({result.duplicates} repeated questions will reuse an earlier answer)" if result.duplicates else ""

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import corpus as corpus_db
@@ -26,6 +26,7 @@ class Submitted:
     total: int
     duplicates: int
     errors: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
 def submit_file(
@@ -65,7 +66,7 @@ def submit_file(
     chunk = int(options.get("chunk_size") or settings.chunk_size)
     enqueue_questions(settings, question_ids=ids, chunk_size=chunk)
     skipped = [str(e) for e in sorted(errors, key=lambda e: e.line or 0)]
-    return Submitted(job_id, len(new), len(new) - len(ids), skipped)
+    return Submitted(job_id, len(new), len(new) - len(ids), skipped, parsed.notes)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,17 @@ def result_records(settings: Settings, *, job_id: str) -> Iterator[dict]:
             yield record
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A CSV cell that a spreadsheet shows as text: strings starting like a formula get a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 CSV_FIELDS = ["custom_id", "question", "status", "answer", "error", "citations",
               "top_document", "top_page", "top_retrieval_score", "top_rerank_score",
               "retrieve_ms", "rerank_ms", "generate_ms"]
@@ -141,7 +153,8 @@ def to_jsonl(records: Iterator[dict]) -> Iterator[str]:
 
 
 def to_csv(records: Iterator[dict]) -> Iterator[str]:
-    """Results as CSV rows; ``citations`` is ``document#page`` joined by ``;`` in rank order."""
+    """Results as CSV rows; ``citations`` is ``document#page`` joined by ``;`` in rank order. Text cells that a
+    spreadsheet would run as a formula (starting with ``= + - @``, tab or carriage return) are prefixed with ``'``."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     writer.writeheader()
@@ -149,14 +162,14 @@ def to_csv(records: Iterator[dict]) -> Iterator[str]:
         cites = r.get("citations") or []
         top = cites[0] if cites else {}
         t = r.get("timings_ms") or {}
-        writer.writerow({
+        writer.writerow({k: _cell(v) for k, v in {
             "custom_id": r["custom_id"], "question": r["question"], "status": r["status"],
             "answer": r.get("answer", ""), "error": r.get("error") or "",
             "citations": ";".join(f"{c['document']}#{c['page']}" for c in cites),
             "top_document": top.get("document", ""), "top_page": top.get("page", ""),
             "top_retrieval_score": top.get("retrieval_score", ""), "top_rerank_score": top.get("rerank_score", ""),
             "retrieve_ms": t.get("retrieve", ""), "rerank_ms": t.get("rerank", ""), "generate_ms": t.get("generate", ""),
-        })
+        }.items()})
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()

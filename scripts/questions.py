@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -30,21 +31,26 @@ class ParsedFile:
 
     rows: list[QuestionRow] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the file was read, when not plain UTF-8
 
 
 def parse_question_file(path: Path, *, document_field: str = "document") -> ParsedFile:
     """Parse a ``.csv`` or ``.jsonl``/``.json`` question file.
 
     Invalid rows (missing or empty fields, a repeated ``custom_id``, bad JSON) are reported in ``errors`` and
-    left out; valid rows are kept.
+    left out; valid rows are kept. The text is UTF-8 (a BOM is dropped) or UTF-16 with a BOM; a file that is
+    neither is read as Windows-1252, the usual spreadsheet export, and a note names its first non-UTF-8 line.
 
     Raises:
-        InputError: the file cannot be read, is not UTF-8, has an unknown suffix, or a CSV lacks the header.
+        InputError: the file cannot be read, is empty, has an unknown suffix, or a CSV lacks the header.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the question file ({exc})", source=str(path)) from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the question file ({exc.strerror or exc})", source=str(path)) from exc
+    text, notes = _decode(path, data)
+    if not text.strip():
+        raise InputError("the question file is empty", source=str(path))
     suffix = path.suffix.lower()
     if suffix == ".csv":
         records = _csv_records(path, text)
@@ -52,7 +58,7 @@ def parse_question_file(path: Path, *, document_field: str = "document") -> Pars
         records = _jsonl_records(path, text)
     else:
         raise InputError("question files are .csv or .jsonl", source=str(path))
-    parsed, seen = ParsedFile(), set()
+    parsed, seen = ParsedFile(notes=notes), set()
     for line, record in records:
         if isinstance(record, InputError):
             parsed.errors.append(record)
@@ -68,6 +74,20 @@ def parse_question_file(path: Path, *, document_field: str = "document") -> Pars
         seen.add(row.custom_id)
         parsed.rows.append(row)
     return parsed
+
+
+def _decode(path: Path, data: bytes) -> tuple[str, list[str]]:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16"), [f"{path}: read as UTF-16"]
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not valid UTF-16 ({exc.reason} at byte {exc.start})", source=str(path)) from exc
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return data.decode("cp1252", errors="replace"), [
+            f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); the file was read as Windows-1252"]
 
 
 def _csv_records(path: Path, text: str):

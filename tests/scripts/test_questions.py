@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 
 import pytest
@@ -61,7 +62,31 @@ def test_unknown_suffix_and_non_utf8(tmp_path):
     txt.write_text("hello", encoding="utf-8")
     with pytest.raises(InputError, match="q.txt"):
         parse_question_file(txt)
-    latin = tmp_path / "q.csv"
-    latin.write_bytes("custom_id,question\nq1,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(InputError, match="cannot read"):
-        parse_question_file(latin)
+    missing = tmp_path / "missing.csv"
+    with pytest.raises(InputError, match=r"missing\.csv: cannot read the question file"):
+        parse_question_file(missing)
+
+
+@pytest.mark.parametrize("encoding,note", [
+    ("utf-8-sig", None), ("utf-16", "read as UTF-16"), ("utf-16-be", "read as UTF-16"),
+    ("cp1252", ":3: not UTF-8 (byte 0xe9); the file was read as Windows-1252"),
+])
+def test_question_files_in_other_encodings_keep_every_row(tmp_path, encoding, note):
+    path = tmp_path / "q.csv"
+    text = "custom_id,question\nq1,plain ascii?\nq2,café prices in €?\n"
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    path.write_bytes(data)
+    parsed = parse_question_file(path)
+    assert parsed.errors == []
+    assert [(r.custom_id, r.question) for r in parsed.rows] == [("q1", "plain ascii?"), ("q2", "café prices in €?")]
+    assert (parsed.notes == []) if note is None else (len(parsed.notes) == 1 and note in parsed.notes[0])
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n\n", "\ufeff".encode()])
+def test_an_empty_question_file_is_one_clear_error(tmp_path, content):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r"empty\.jsonl: the question file is empty"):
+        parse_question_file(path)

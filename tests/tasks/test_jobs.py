@@ -13,7 +13,17 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from db.engine import session_scope
-from db.schema import Answer, ChunkRun, Citation, Corpus, Document, LaneHit, Page, PageEmbedding, Question
+from db.schema import (
+    Answer,
+    ChunkRun,
+    Citation,
+    Corpus,
+    Document,
+    LaneHit,
+    Page,
+    PageEmbedding,
+    Question,
+)
 from scripts.cli import app
 
 pytestmark = pytest.mark.models
@@ -223,3 +233,29 @@ def test_lanes_are_a_per_job_option(settings, corpus, tmp_path):
         assert set(jobs_db.lane_rankings(session, job_id=job_id)["l1"]) == {"lexical", "fused"}
     bad = cli("submit", str(path), "--corpus", CORPUS, "--lanes", "visual,ocr", ok=False)
     assert bad.exit_code == 1 and "--lanes takes" in bad.stderr
+
+
+def test_hostile_text_is_stored_verbatim_and_exported_without_formulas(settings, corpus, tmp_path):
+    sql = "Robert'); DROP TABLE questions;-- what was harvested? %s \\x00 $1"
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"custom_id": "=HYPERLINK(\"http://x\")", "question": sql},
+        {"custom_id": "+1", "question": "@SUM(A1:A9) cracks?"},
+        {"custom_id": "plain", "question": "-2 tonnes\tor\rmore?"},
+    ]))
+    job_id = _run_job(settings, path)
+    records = {r["custom_id"]: r for r in map(json.loads, cli("results", job_id).stdout.splitlines())}
+    assert records['=HYPERLINK("http://x")']["question"] == sql, "stored and returned verbatim"
+    assert all(r["status"] == "answered" for r in records.values())
+
+    out = tmp_path / "hostile.csv"
+    cli("results", job_id, "--format", "csv", "--output", str(out))
+    with out.open(encoding="utf-8", newline="") as f:  # newline="": a \r inside a cell stays a \r
+        rows = list(csv.DictReader(f))
+    cells = [v for row in rows for v in row.values()]
+    assert not [c for c in cells if c and c[0] in "=+-@\t\r"], "no cell may start like a formula"
+    by_id = {r["custom_id"]: r for r in rows}
+    assert set(by_id) == {"'=HYPERLINK(\"http://x\")", "'+1", "plain"}
+    assert by_id["'+1"]["question"] == "'@SUM(A1:A9) cracks?"
+    assert by_id["plain"]["question"] == "'-2 tonnes\tor\rmore?"
+    assert by_id["'=HYPERLINK(\"http://x\")"]["question"] == sql
