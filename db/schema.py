@@ -43,6 +43,7 @@ class JobStatus(str, enum.Enum):
     in_progress = "in_progress"
     completed = "completed"
     failed = "failed"
+    cancelling = "cancelling"
     cancelled = "cancelled"
 
 
@@ -53,6 +54,7 @@ class QuestionStatus(str, enum.Enum):
     running = "running"
     answered = "answered"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class Corpus(Base):
@@ -230,6 +232,13 @@ class Question(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="While running: when the claiming worker is presumed lost."
+    )
+    worker: Mapped[str | None] = mapped_column(Text, doc="hostname:pid of the worker that claimed it last.")
+    enqueued_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), doc="When a task carrying it was last sent."
+    )
     duplicate_of: Mapped[int | None] = mapped_column(
         ForeignKey("questions.id", ondelete="SET NULL"), index=True,
         doc="An earlier question of the same job with the same normalised text and document filter; this one is "

@@ -126,6 +126,15 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(default=128, gt=0)
 
     worker_queue: str = "pageqa"
+    max_attempts: int = Field(default=3, gt=0, description="Claims of a question before it is failed for good.")
+    lease_seconds: int = Field(
+        default=1800, gt=0, description="A claimed question not answered within this is presumed lost and retried.",
+    )
+    requeue_after_seconds: int = Field(
+        default=900, gt=0,
+        description="A queued question whose task was sent this long ago is sent again (the broker may have lost it).",
+    )
+    reconcile_every_seconds: float = Field(default=60.0, gt=0, description="Period of the reconciler (beat task).")
 
     @property
     def home_dir(self) -> Path:

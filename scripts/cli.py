@@ -288,10 +288,26 @@ def jobs(limit: int = 20) -> None:
 
 
 @command(app)
+def cancel(job_id: str) -> None:
+    """Cancel a job: queued questions will not run, answered ones keep their answers, running ones finish."""
+    from db import jobs as jobs_db
+    from db.engine import session_scope
+
+    settings = get_settings()
+    prepare(settings)
+    with session_scope(settings) as session:
+        counts = jobs_db.cancel_job(session, job_id=job_id)
+        status = jobs_db.get_job(session, job_id=job_id).status.value
+    console.print(f"{job_id} {status}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+
+
+@command(app)
 def worker(
     gpu: Annotated[int | None, typer.Option(help="GPU index to pin (sets CUDA_VISIBLE_DEVICES).")] = None,
     device: Annotated[str | None, typer.Option(help="Run on this device instead, e.g. 'cpu'.")] = None,
     loglevel: str = "INFO",
+    beat: Annotated[bool, typer.Option(help="Also run the reconciler's schedule here (one worker per deployment).")]
+    = False,
 ) -> None:
     """Run one Celery worker (solo pool, one task at a time) with the models resident; one per GPU."""
     import os
@@ -307,7 +323,7 @@ def worker(
         os.environ["PAGEQA_DEVICE"] = "cuda"
     get_settings.cache_clear()
     prepare(get_settings())
-    run_worker(gpu=gpu, loglevel=loglevel)
+    run_worker(gpu=gpu, loglevel=loglevel, beat=beat)
 
 
 @command(app)

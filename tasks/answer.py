@@ -42,7 +42,10 @@ def answer_chunk(question_ids: list[int], enqueued_at: float | None = None) -> i
     settings = get_settings()
     queue_wait_ms = None if enqueued_at is None else max(0.0, (time.time() - enqueued_at) * 1e3)
     with session_scope(settings) as session:
-        claimed = jobs_db.claim_questions(session, ids=question_ids)
+        claimed = jobs_db.claim_questions(
+            session, ids=question_ids, worker=f"{socket.gethostname()}:{os.getpid()}",
+            lease_s=settings.lease_seconds, max_attempts=settings.max_attempts,
+        )
         by_job: dict[str, list[ChunkQuestion]] = {}
         for q in claimed:
             by_job.setdefault(q.job_id, []).append(ChunkQuestion(q.id, q.question, q.document_id))

@@ -10,6 +10,7 @@ from worker.app import get_app
 
 INDEX_PAGES = "pageqa.index_pages"
 ANSWER_CHUNK = "pageqa.answer_chunk"
+RECONCILE = "pageqa.reconcile"
 
 
 def _chunks(ids: Sequence[int], size: int) -> list[list[int]]:

@@ -13,10 +13,15 @@ from pageqa.errors import ConfigError
 from pageqa.settings import Settings, get_settings
 from worker import broker
 
-app = Celery("pageqa", include=["tasks.embed", "tasks.answer"])
+app = Celery("pageqa", include=["tasks.embed", "tasks.answer", "tasks.reconcile"])
 _configured_for: str | None = None
 
 VISIBILITY_TIMEOUT_S = 6 * 3600
+
+
+def control_queue(settings: Settings) -> str:
+    """The queue of the reconciler's beat tasks, consumed only by the worker started with ``--beat``."""
+    return f"{settings.worker_queue}.control"
 
 
 def resolve_broker_url(settings: Settings) -> str:
@@ -50,6 +55,10 @@ def get_app(settings: Settings | None = None) -> Celery:
             worker_prefetch_multiplier=1,
             worker_hijack_root_logger=False,
             worker_send_task_events=False,
+            # The reconciler has a queue of its own, read by the --beat worker between chunks: behind a backlog of
+            # answering tasks in the main queue it would wait for the whole backlog.
+            beat_schedule={"reconcile": {"task": "pageqa.reconcile", "schedule": settings.reconcile_every_seconds,
+                                         "options": {"queue": control_queue(settings), "expires": 3600}}},
         )
         _configured_for = url
     elif _configured_for != url:

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 
 log = logging.getLogger(__name__)
 
@@ -18,17 +18,21 @@ def pin_gpu(gpu: int | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
 
 
-def run_worker(*, gpu: int | None, loglevel: str = "INFO") -> None:
-    """Run a Celery worker in this process until it is stopped (SIGTERM: warm shutdown after the current task)."""
+def run_worker(*, gpu: int | None, loglevel: str = "INFO", beat: bool = False) -> None:
+    """Run a Celery worker in this process until it is stopped (SIGTERM: warm shutdown after the current task);
+    ``beat`` also runs the beat scheduler in it (the reconciler every ``reconcile_every_seconds``): give exactly one
+    worker of a deployment ``--beat``."""
     from pageqa.settings import get_settings
-    from worker.app import get_app
+    from worker.app import control_queue, get_app
 
     settings = get_settings()
     app = get_app(settings)
+    queues = [settings.worker_queue, control_queue(settings)] if beat else [settings.worker_queue]
     name = f"gpu{gpu}@{socket.gethostname()}" if gpu is not None else f"{settings.device}-{os.getpid()}@{socket.gethostname()}"
     app.worker_main([
         "worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1", "--without-gossip",
-        "--without-mingle", f"--loglevel={loglevel}", f"--hostname={name}", f"--queues={settings.worker_queue}",
+        "--without-mingle", f"--loglevel={loglevel}", f"--hostname={name}", f"--queues={','.join(queues)}",
+        *(["--beat", f"--schedule={settings.home_dir / 'celerybeat-schedule'}"] if beat else []),
     ])
 
 
@@ -38,3 +42,15 @@ def _load_models(**_kwargs) -> None:
     from worker import resident
 
     resident.pipeline(get_settings())
+
+
+@worker_ready.connect
+def _reconcile_at_start(**_kwargs) -> None:
+    """A worker that starts after a crash finds the questions its predecessor held, without waiting for beat."""
+    from pageqa.settings import get_settings
+    from tasks.reconcile import run_reconciler
+
+    try:
+        run_reconciler(get_settings())
+    except Exception:  # the worker must start even when the reconciler cannot run now; beat retries it
+        log.exception("reconciler at worker start failed")

@@ -1,0 +1,34 @@
+"""Task: the reconciler. PostgreSQL is the source of truth, so whatever the broker or a worker lost is found there:
+expired leases are retried or failed for good, and queued questions whose task was sent long ago are sent again.
+It runs at every worker start and as a beat task (``pageqa worker --beat``)."""
+
+from __future__ import annotations
+
+import logging
+
+from db import jobs as jobs_db
+from db.engine import session_scope
+from pageqa.settings import Settings, get_settings
+from tasks.enqueue import RECONCILE, enqueue_questions
+from worker.app import app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=RECONCILE)
+def reconcile() -> int:
+    """One reconciler pass with the process settings; returns the questions sent again."""
+    return run_reconciler(get_settings())
+
+
+def run_reconciler(settings: Settings) -> int:
+    """One pass (:func:`db.jobs.reconcile`), committed before its tasks are sent; returns the questions sent again."""
+    with session_scope(settings) as session:
+        done = jobs_db.reconcile(session, max_attempts=settings.max_attempts,
+                                 requeue_after_s=settings.requeue_after_seconds)
+    if done.requeue:
+        enqueue_questions(settings, question_ids=done.requeue, chunk_size=settings.chunk_size)
+    if done.requeue or done.failed:
+        log.warning("reconciler: %d questions sent again, %d failed after %d attempts (jobs %s)",
+                    len(done.requeue), len(done.failed), settings.max_attempts, ", ".join(done.job_ids))
+    return len(done.requeue)
