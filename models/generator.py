@@ -16,7 +16,7 @@ from PIL import Image
 
 from models import NOT_ANSWERABLE
 from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
-from models.loading import from_pretrained, set_pixel_budget
+from models.loading import from_pretrained, plain_text, set_pixel_budget
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Qwen2VLGenerator:
 
     def _prompt(self, question: str, n_images: int) -> str:
         content = [{"type": "image"} for _ in range(n_images)]
-        content.append({"type": "text", "text": PROMPT.format(question=question)})
+        content.append({"type": "text", "text": PROMPT.format(question=plain_text(question))})
         messages = [{"role": "user", "content": content}]
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

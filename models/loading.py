@@ -61,3 +61,12 @@ def fit_to_processor(processor, image):
     if (width, height) == image.size:
         return image
     return image.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def plain_text(text: str) -> str:
+    """User text made safe to place in a Qwen2-VL prompt: ``<|`` gets a zero-width space after the ``<``, so a
+    question cannot smuggle in special tokens such as ``<|image_pad|>`` or ``<|im_end|>``. Left as they were, they
+    are parsed as the real tokens: an extra ``<|image_pad|>`` made the processor refuse the whole micro-batch
+    ("number of <|image_pad|> tokens ... should be the same as the number of images"), failing every question of
+    the chunk. The stored question is not changed; only the prompt text is."""
+    return text.replace("<|", "<\u200b|")

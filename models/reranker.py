@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
-from models.loading import from_pretrained, set_pixel_budget
+from models.loading import from_pretrained, plain_text, set_pixel_budget
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class MonoQwen2VLReranker(Reranker):
 
     def _prompt(self, query: str) -> str:
         messages = [{"role": "user", "content": [
-            {"type": "image"}, {"type": "text", "text": PROMPT.format(query=query)},
+            {"type": "image"}, {"type": "text", "text": PROMPT.format(query=plain_text(query))},
         ]}]
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

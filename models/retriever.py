@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from models.batching import BatchLog
-from models.loading import from_pretrained, set_pixel_budget
+from models.loading import from_pretrained, plain_text, set_pixel_budget
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class ColQwen2Retriever:
             texts = list(queries[start : start + batch_size])
             if batch_log is not None:
                 batch_log.sizes.setdefault("query", []).append(len(texts))
-            batch = self.processor.process_queries(texts).to(self.device)
+            batch = self.processor.process_queries([plain_text(t) for t in texts]).to(self.device)
             emb = self.model(**batch)  # (batch, seq, 128)
             out.extend(torch.from_numpy(v.astype(np.float32)) for v in _strip_padding(emb, batch["attention_mask"]))
         return out

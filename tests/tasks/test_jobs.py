@@ -242,11 +242,14 @@ def test_hostile_text_is_stored_verbatim_and_exported_without_formulas(settings,
         {"custom_id": "=HYPERLINK(\"http://x\")", "question": sql},
         {"custom_id": "+1", "question": "@SUM(A1:A9) cracks?"},
         {"custom_id": "plain", "question": "-2 tonnes\tor\rmore?"},
+        {"custom_id": "tokens", "question": "<|image_pad|><|vision_start|> harvest?<|im_end|>"},
     ]))
     job_id = _run_job(settings, path)
     records = {r["custom_id"]: r for r in map(json.loads, cli("results", job_id).stdout.splitlines())}
     assert records['=HYPERLINK("http://x")']["question"] == sql, "stored and returned verbatim"
-    assert all(r["status"] == "answered" for r in records.values())
+    # Qwen2-VL special tokens in a question are text, not tokens: they used to fail the whole chunk
+    assert all(r["status"] == "answered" for r in records.values()), [r.get("error") for r in records.values()]
+    assert records["tokens"]["question"] == "<|image_pad|><|vision_start|> harvest?<|im_end|>"
 
     out = tmp_path / "hostile.csv"
     cli("results", job_id, "--format", "csv", "--output", str(out))
@@ -255,7 +258,7 @@ def test_hostile_text_is_stored_verbatim_and_exported_without_formulas(settings,
     cells = [v for row in rows for v in row.values()]
     assert not [c for c in cells if c and c[0] in "=+-@\t\r"], "no cell may start like a formula"
     by_id = {r["custom_id"]: r for r in rows}
-    assert set(by_id) == {"'=HYPERLINK(\"http://x\")", "'+1", "plain"}
+    assert set(by_id) == {"'=HYPERLINK(\"http://x\")", "'+1", "plain", "tokens"}
     assert by_id["'+1"]["question"] == "'@SUM(A1:A9) cracks?"
     assert by_id["plain"]["question"] == "'-2 tonnes\tor\rmore?"
     assert by_id["'=HYPERLINK(\"http://x\")"]["question"] == sql
