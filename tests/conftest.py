@@ -95,6 +95,18 @@ def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.25):
         time.sleep(poll_s)
 
 
+def run_cli(*args: str, ok: bool = True):
+    """Run ``pageqa ARGS`` in-process through typer's runner; with ``ok``, fail the test unless it exits 0."""
+    from typer.testing import CliRunner
+
+    from scripts.cli import app
+
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 

@@ -8,9 +8,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli as cli
 from conftest import wait_for
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from db.engine import session_scope
 from db.schema import (
@@ -24,18 +24,9 @@ from db.schema import (
     PageEmbedding,
     Question,
 )
-from scripts.cli import app
 
 pytestmark = pytest.mark.models
 CORPUS = "e2e"
-runner = CliRunner()
-
-
-def cli(*args: str, ok: bool = True):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

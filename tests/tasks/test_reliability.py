@@ -5,27 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_cli as cli
+from conftest import wait_for
 from sqlalchemy import func, select, update
-from typer.testing import CliRunner
 
 from db import corpus as corpus_db
 from db import jobs as jobs_db
 from db.engine import session_scope
 from db.schema import Answer, Job, JobStatus, Question, QuestionStatus
-from scripts.cli import app
 from tasks.reconcile import run_reconciler
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.models
 
 CORPUS = "reliability"
-runner = CliRunner()
-
-
-def cli(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -103,5 +95,5 @@ def test_cancel_keeps_answers_and_runs_nothing_more(settings, corpus_id, tmp_pat
         answered_ids = set(session.scalars(select(Answer.question_id).join(Question, Question.id == Answer.question_id)
                                            .where(Question.job_id == job_id)))
     assert answered_ids == {q.id for q in rows if q.status is QuestionStatus.answered}
-    again = runner.invoke(app, ["cancel", job_id])
+    again = cli("cancel", job_id, ok=False)
     assert again.exit_code == 1 and "already ended" in again.output

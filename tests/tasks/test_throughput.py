@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli as cli
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from db import corpus as corpus_db
 from db import jobs as jobs_db
@@ -17,20 +17,12 @@ from db.engine import session_scope
 from db.schema import Answer, ChunkRun, Question
 from models.images import decode_image
 from models.pipeline import ChunkQuestion, Pipeline
-from scripts.cli import app
 from tasks.answer import job_options
 from tasks.retrieval import retrieve
 
 pytestmark = pytest.mark.models
 
 CORPUS, OTHER = "throughput", "throughput-other"
-runner = CliRunner()
-
-
-def cli(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
