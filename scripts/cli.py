@@ -291,12 +291,13 @@ def jobs(limit: int = 20) -> None:
 def cancel(job_id: str) -> None:
     """Cancel a job: queued questions will not run, answered ones keep their answers, running ones finish."""
     from db import jobs as jobs_db
+    from db import lifecycle
     from db.engine import session_scope
 
     settings = get_settings()
     prepare(settings)
     with session_scope(settings) as session:
-        counts = jobs_db.cancel_job(session, job_id=job_id)
+        counts = lifecycle.cancel_job(session, job_id=job_id)
         status = jobs_db.get_job(session, job_id=job_id).status.value
     console.print(f"{job_id} {status}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
 

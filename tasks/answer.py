@@ -13,6 +13,7 @@ from PIL import Image
 
 from db import corpus as corpus_db
 from db import jobs as jobs_db
+from db import lifecycle
 from db.engine import session_scope
 from db.schema import Job
 from models.batching import BatchLog
@@ -42,7 +43,7 @@ def answer_chunk(question_ids: list[int], enqueued_at: float | None = None) -> i
     settings = get_settings()
     queue_wait_ms = None if enqueued_at is None else max(0.0, (time.time() - enqueued_at) * 1e3)
     with session_scope(settings) as session:
-        claimed = jobs_db.claim_questions(
+        claimed = lifecycle.claim_questions(
             session, ids=question_ids, worker=f"{socket.gethostname()}:{os.getpid()}",
             lease_s=settings.lease_seconds, max_attempts=settings.max_attempts,
         )
@@ -77,8 +78,8 @@ def _answer(settings: Settings, job: Job, questions: list[ChunkQuestion], *, que
     except Exception as exc:  # any model or data error fails these questions, never the worker
         log.exception("chunk of %d questions of %s failed", len(questions), job.id)
         with session_scope(settings) as session:
-            jobs_db.record_failure(session, ids=[q.question_id for q in questions], error=_one_line(exc))
-            jobs_db.finish_jobs(session, job_ids=[job.id])
+            lifecycle.record_failure(session, ids=[q.question_id for q in questions], error=_one_line(exc))
+            lifecycle.finish_jobs(session, job_ids=[job.id])
             run.record(session, error=_one_line(exc))
         return 0
     written = len(reused)
@@ -92,7 +93,7 @@ def _answer(settings: Settings, job: Job, questions: list[ChunkQuestion], *, que
                 **pipe.model_ids, dedup_key=keys[a.question_id],
                 retrieve_ms=retrieve_ms, rerank_ms=a.timings_ms["rerank"], generate_ms=a.timings_ms["generate"],
             ))
-        jobs_db.finish_jobs(session, job_ids=[job.id])
+        lifecycle.finish_jobs(session, job_ids=[job.id])
         run.record(session, retrieve_ms=retrieve_ms * len(todo),
                    rerank_ms=sum(a.timings_ms["rerank"] for a in answers),
                    generate_ms=sum(a.timings_ms["generate"] for a in answers))

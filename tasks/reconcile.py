@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from db import jobs as jobs_db
+from db import lifecycle
 from db.engine import session_scope
 from pageqa.settings import Settings, get_settings
 from tasks.enqueue import RECONCILE, enqueue_questions
@@ -22,9 +22,9 @@ def reconcile() -> int:
 
 
 def run_reconciler(settings: Settings) -> int:
-    """One pass (:func:`db.jobs.reconcile`), committed before its tasks are sent; returns the questions sent again."""
+    """One pass (:func:`db.lifecycle.reconcile`), committed before its tasks are sent; returns the questions sent again."""
     with session_scope(settings) as session:
-        done = jobs_db.reconcile(session, max_attempts=settings.max_attempts,
+        done = lifecycle.reconcile(session, max_attempts=settings.max_attempts,
                                  requeue_after_s=settings.requeue_after_seconds)
     if done.requeue:
         enqueue_questions(settings, question_ids=done.requeue, chunk_size=settings.chunk_size)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 
 from db import corpus as corpus_db
 from db import jobs as jobs_db
+from db import lifecycle
 from db.engine import session_scope
 from db.schema import Answer, Job, JobStatus, Question, QuestionStatus
 from tasks.reconcile import run_reconciler
@@ -74,7 +75,7 @@ def test_a_recent_task_is_not_sent_again(settings, corpus_id):
     assert run_reconciler(settings) == 0
     assert [q.status for q in _rows(settings, job_id)] == [QuestionStatus.queued]
     with session_scope(settings) as session:  # tidy: the test's job must not be picked up by later passes
-        jobs_db.cancel_job(session, job_id=job_id)
+        lifecycle.cancel_job(session, job_id=job_id)
 
 
 def test_cancel_keeps_answers_and_runs_nothing_more(settings, corpus_id, tmp_path):

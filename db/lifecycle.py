@@ -1,0 +1,155 @@
+"""A question's life after submit: claims under a lease, failures, the reconciler, cancellation and the end of a
+job. Postgres holds every state; these functions run in the caller's transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.jobs import status_counts
+from db.schema import Job, JobStatus, Question, QuestionStatus
+from pageqa.errors import InputError, NotFoundError
+
+
+def claim_questions(
+    session: Session, *, ids: Sequence[int], worker: str | None = None, lease_s: float = 1800.0,
+    max_attempts: int | None = None,
+) -> list[Question]:
+    """Lock the still-``queued`` questions among ``ids``, mark them ``running`` under a lease of ``lease_s``
+    seconds held by ``worker``, and count an attempt.
+
+    Questions already answered, failed, cancelled or running elsewhere are skipped, so a task delivered twice does
+    no work twice; so are questions that used up ``max_attempts`` (the reconciler fails them). The job moves to
+    ``in_progress`` on its first claim.
+    """
+    stmt = select(Question).where(Question.id.in_(ids), Question.status == QuestionStatus.queued)
+    if max_attempts is not None:
+        stmt = stmt.where(Question.attempts < max_attempts)
+    rows = session.scalars(stmt.order_by(Question.id).with_for_update(skip_locked=True)).all()
+    expires = func.now() + dt.timedelta(seconds=lease_s)
+    for q in rows:
+        q.status = QuestionStatus.running
+        q.attempts += 1
+        q.worker, q.lease_expires_at = worker, expires
+    job_ids = {q.job_id for q in rows}
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.queued)
+            .values(status=JobStatus.in_progress, started_at=func.now())
+        )
+    session.flush()
+    return list(rows)
+
+
+def record_failure(session: Session, *, ids: Sequence[int], error: str) -> None:
+    """Mark the still-``running`` questions among ``ids`` as ``failed`` with ``error`` (one line), and their
+    waiting in-job duplicates with the same error."""
+    session.execute(
+        update(Question)
+        .where(Question.id.in_(ids), Question.status == QuestionStatus.running)
+        .values(status=QuestionStatus.failed, last_error=error[:2000])
+    )
+    session.execute(
+        update(Question)
+        .where(Question.duplicate_of.in_(ids), Question.status == QuestionStatus.queued)
+        .values(status=QuestionStatus.failed, last_error=error[:2000])
+    )
+
+
+def finish_jobs(session: Session, *, job_ids: Sequence[str]) -> None:
+    """Move each job whose questions have all ended to ``completed`` (or ``failed`` when none was answered), and a
+    ``cancelling`` job with nothing left running to ``cancelled``.
+
+    The job row is locked first, so two workers finishing the last chunks at once cannot both miss the end.
+    """
+    for job_id in job_ids:
+        status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
+        counts = status_counts(session, job_id=job_id)
+        if counts["running"] or (counts["queued"] and status is not JobStatus.cancelling):
+            continue
+        if status is JobStatus.cancelling:
+            final = JobStatus.cancelled
+        else:
+            final = JobStatus.failed if counts["answered"] == 0 and counts["failed"] else JobStatus.completed
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id,
+                   Job.status.in_([JobStatus.queued, JobStatus.in_progress, JobStatus.cancelling]))
+            .values(status=final, completed_at=func.now())
+        )
+
+
+def cancel_job(session: Session, *, job_id: str) -> dict[str, int]:
+    """Cancel a job: it goes ``cancelling``; its queued questions go ``cancelled`` and will not run; answered ones
+    keep their answers; running ones finish, then the job is ``cancelled``. Returns the question counts after.
+
+    Raises:
+        NotFoundError: no such job.
+        InputError: the job has already ended.
+    """
+    job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    if job is None:
+        raise NotFoundError(f"no job {job_id!r}")
+    if job.status in (JobStatus.completed, JobStatus.failed, JobStatus.cancelled):
+        raise InputError(f"job {job_id} has already ended ({job.status.value})")
+    job.status = JobStatus.cancelling
+    session.execute(
+        update(Question).where(Question.job_id == job_id, Question.status == QuestionStatus.queued)
+        .values(status=QuestionStatus.cancelled, last_error="cancelled")
+    )
+    session.flush()
+    finish_jobs(session, job_ids=[job_id])
+    return status_counts(session, job_id=job_id)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What a reconciler pass did: questions to send again (expired leases and tasks presumed lost), questions
+    failed for good after their last attempt, and the jobs those belong to."""
+
+    requeue: list[int]
+    failed: list[int]
+    job_ids: list[str]
+
+
+def reconcile(session: Session, *, max_attempts: int, requeue_after_s: float) -> Reconciled:
+    """One reconciler pass, in the caller's transaction (the caller sends the tasks after it commits):
+
+    * ``running`` questions whose lease expired (their worker died or stalled) go back to ``queued``, or to
+      ``failed`` when they used their ``max_attempts`` claims, keeping the last error;
+    * ``queued`` questions (not in-job duplicates) whose task was sent ``requeue_after_s`` seconds ago or more are
+      sent again: a broker that lost its messages, or a task that failed to send, leaves them there.
+    """
+    expired = (Question.status == QuestionStatus.running) & (Question.lease_expires_at < func.now())
+    spent = Question.attempts >= max_attempts
+    failed = list(session.scalars(
+        update(Question).where(expired | (Question.status == QuestionStatus.queued), spent)
+        .values(status=QuestionStatus.failed, last_error=func.concat(
+            f"gave up after {max_attempts} attempts; last: ",
+            func.coalesce(Question.last_error, "the worker holding it stopped answering (lease expired)")))
+        .returning(Question.id)
+    ))
+    revived = list(session.scalars(
+        update(Question).where(expired).values(status=QuestionStatus.queued, lease_expires_at=None)
+        .returning(Question.id)
+    ))
+    stale = func.now() - dt.timedelta(seconds=requeue_after_s)
+    requeue = list(session.scalars(
+        update(Question)
+        .where(Question.status == QuestionStatus.queued, Question.duplicate_of.is_(None),
+               Question.enqueued_at <= stale)
+        .values(enqueued_at=func.now())
+        .returning(Question.id)
+    ))
+    requeue = sorted(set(requeue) | set(revived))
+    if requeue:
+        session.execute(update(Question).where(Question.id.in_(requeue)).values(enqueued_at=func.now()))
+    job_ids = sorted(set(session.scalars(select(Question.job_id).where(Question.id.in_(requeue + failed)))))
+    if failed:
+        finish_jobs(session, job_ids=job_ids)
+    return Reconciled(requeue, failed, job_ids)
