@@ -19,21 +19,27 @@ def claim_questions(
     session: Session, *, ids: Sequence[int], worker: str | None = None, lease_s: float = 1800.0,
     max_attempts: int | None = None,
 ) -> list[Question]:
-    """Lock the still-``queued`` questions among ``ids``, mark them ``running`` under a lease of ``lease_s``
-    seconds held by ``worker``, and count an attempt.
+    """Lock the due ``queued`` questions among ``ids``, mark them ``running`` under a lease of ``lease_s`` seconds
+    held by ``worker``, and count an attempt.
 
     Questions already answered, failed, cancelled or running elsewhere are skipped, so a task delivered twice does
-    no work twice; so are questions that used up ``max_attempts`` (the reconciler fails them). The job moves to
-    ``in_progress`` on its first claim.
+    no work twice; so are questions that used up ``max_attempts`` (the reconciler fails them) and questions whose
+    retry is not due yet (``enqueued_at`` in the future: :func:`release` set a backoff). Questions ``running``
+    under this same ``worker`` are taken back without counting an attempt: a worker runs one task at a time, so
+    they belong to an earlier task of its own that a transient error (a database restart) interrupted. The job
+    moves to ``in_progress`` on its first claim.
     """
-    stmt = select(Question).where(Question.id.in_(ids), Question.status == QuestionStatus.queued)
+    mine = (Question.status == QuestionStatus.running) & (Question.worker == worker)
+    due = (Question.status == QuestionStatus.queued) & (Question.enqueued_at <= func.now())
+    stmt = select(Question).where(Question.id.in_(ids), due | mine if worker is not None else due)
     if max_attempts is not None:
         stmt = stmt.where(Question.attempts < max_attempts)
     rows = session.scalars(stmt.order_by(Question.id).with_for_update(skip_locked=True)).all()
     expires = func.now() + dt.timedelta(seconds=lease_s)
     for q in rows:
+        if q.status is QuestionStatus.queued:
+            q.attempts += 1
         q.status = QuestionStatus.running
-        q.attempts += 1
         q.worker, q.lease_expires_at = worker, expires
     job_ids = {q.job_id for q in rows}
     if job_ids:
@@ -44,6 +50,45 @@ def claim_questions(
         )
     session.flush()
     return list(rows)
+
+
+@dataclass(frozen=True)
+class Released:
+    """What :func:`release` did: questions back in ``queued`` (to be sent again), and questions failed for good."""
+
+    requeued: list[int]
+    failed: list[int]
+
+
+def release(
+    session: Session, *, ids: Sequence[int], error: str, max_attempts: int, delay_s: float = 0.0,
+    refund: bool = False,
+) -> Released:
+    """Hand ``running`` questions back after an attempt that did not answer them.
+
+    Each goes back to ``queued`` with ``error`` as its last error, due again in ``delay_s`` seconds (the caller
+    sends its task with that countdown); one that used ``max_attempts`` claims is ``failed`` for good instead
+    ("gave up after N attempts; last: ERROR"), with its waiting in-job duplicates. ``refund`` (the worker is
+    shutting down: not the question's fault) gives the attempt back and never fails a question.
+    """
+    rows = session.scalars(
+        select(Question).where(Question.id.in_(ids), Question.status == QuestionStatus.running)
+        .order_by(Question.id).with_for_update()
+    ).all()
+    spent = [q.id for q in rows if not refund and q.attempts >= max_attempts]
+    due = func.now() + dt.timedelta(seconds=delay_s)
+    requeued = []
+    for q in rows:
+        if q.id in spent:
+            continue
+        q.status, q.last_error, q.worker, q.lease_expires_at, q.enqueued_at = (
+            QuestionStatus.queued, error[:2000], None, None, due)
+        q.attempts -= 1 if refund else 0
+        requeued.append(q.id)
+    if spent:
+        record_failure(session, ids=spent, error=f"gave up after {max_attempts} attempts; last: {error}")
+    session.flush()
+    return Released(requeued, spent)
 
 
 def record_failure(session: Session, *, ids: Sequence[int], error: str) -> None:
@@ -149,7 +194,12 @@ def reconcile(session: Session, *, max_attempts: int, requeue_after_s: float) ->
     requeue = sorted(set(requeue) | set(revived))
     if requeue:
         session.execute(update(Question).where(Question.id.in_(requeue)).values(enqueued_at=func.now()))
-    job_ids = sorted(set(session.scalars(select(Question.job_id).where(Question.id.in_(requeue + failed)))))
+    job_ids = job_ids_of(session, question_ids=requeue + failed)
     if failed:
         finish_jobs(session, job_ids=job_ids)
     return Reconciled(requeue, failed, job_ids)
+
+
+def job_ids_of(session: Session, *, question_ids: Sequence[int]) -> list[str]:
+    """The distinct jobs of these questions, sorted."""
+    return sorted(set(session.scalars(select(Question.job_id).where(Question.id.in_(question_ids)))))

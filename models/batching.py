@@ -35,10 +35,20 @@ class BatchBudget:
 
 @dataclass
 class BatchLog:
-    """What a stage did with its items: micro-batch sizes in order, and how often the budget was halved."""
+    """What a stage did with its items: micro-batch sizes in order, and how often the budget was halved.
+
+    ``check``, when set, is called before every micro-batch and may raise to stop the work there: the answering
+    task checks its time budget and a worker shutdown with it (:mod:`tasks.guard`).
+    """
 
     sizes: dict[str, list[int]] = field(default_factory=dict)
     halvings: dict[str, int] = field(default_factory=dict)
+    check: Callable[[], None] | None = None
+
+    def before_batch(self) -> None:
+        """Run :attr:`check`, if any; what it raises propagates out of the stage."""
+        if self.check is not None:
+            self.check()
 
     def as_record(self) -> dict:
         """The JSON stored in ``chunk_runs.batch_sizes``: sizes per stage, plus ``oom_halvings`` when any."""
@@ -81,6 +91,7 @@ def run_batched(
 
     Raises:
         torch.OutOfMemoryError: a micro-batch of one item does not fit.
+        Exception: whatever ``batch_log.check`` raises before a micro-batch.
     """
     results: list[R] = []
     sizes = batch_log.sizes.setdefault(stage, []) if batch_log is not None else []
@@ -89,6 +100,8 @@ def run_batched(
         base = done
         for batch in pack(pixels[base:], budget):
             lo, hi = base + batch.start, base + batch.stop
+            if batch_log is not None:
+                batch_log.before_batch()
             try:
                 out = run(items[lo:hi])
             except torch.OutOfMemoryError:

@@ -71,6 +71,7 @@ class ColQwen2Retriever:
         for start in range(0, len(queries), batch_size):
             texts = list(queries[start : start + batch_size])
             if batch_log is not None:
+                batch_log.before_batch()
                 batch_log.sizes.setdefault("query", []).append(len(texts))
             batch = self.processor.process_queries([plain_text(t) for t in texts]).to(self.device)
             emb = self.model(**batch)  # (batch, seq, 128)

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ModelSetName = Literal["real", "tiny", "offline"]
@@ -135,6 +135,30 @@ class Settings(BaseSettings):
         description="A queued question whose task was sent this long ago is sent again (the broker may have lost it).",
     )
     reconcile_every_seconds: float = Field(default=60.0, gt=0, description="Period of the reconciler (beat task).")
+    chunk_time_budget_seconds: float = Field(
+        default=1200.0, gt=0,
+        description="Wall time one answering task may take; checked before each micro-batch (the solo pool has no "
+                    "time limits). Questions left when it runs out are sent again one per task.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=10.0, ge=0,
+        description="Delay before a failed question's next attempt, doubled per attempt (capped at 600 s).",
+    )
+    visibility_timeout_seconds: int = Field(
+        default=6 * 3600, gt=0,
+        description="Redis visibility timeout: an unacknowledged task is delivered again after this long.",
+    )
+
+    @model_validator(mode="after")
+    def _time_limits_nest(self) -> Settings:
+        """A chunk must end within its lease, and its lease before Redis delivers its task again; otherwise a
+        healthy chunk would be retried while it runs."""
+        if not self.chunk_time_budget_seconds < self.lease_seconds <= self.visibility_timeout_seconds:
+            raise ValueError(
+                "need chunk_time_budget_seconds < lease_seconds <= visibility_timeout_seconds, got "
+                f"{self.chunk_time_budget_seconds:g} / {self.lease_seconds} / {self.visibility_timeout_seconds}"
+            )
+        return self
 
     @property
     def home_dir(self) -> Path:
@@ -196,5 +220,20 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment.
+
+    Raises:
+        ConfigError: a ``PAGEQA_*`` variable is invalid (one line per problem, naming the variable).
+    """
+    from pydantic import ValidationError
+
+    from pageqa.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PAGEQA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

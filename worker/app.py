@@ -2,7 +2,9 @@
 
 Configuration follows Celery's guide for long GPU tasks: late acknowledgement (a task is acknowledged after it
 ran, so a lost worker's task is delivered again), prefetch multiplier 1 (a worker holds one task at a time), and a
-Redis visibility timeout longer than any chunk takes.
+Redis visibility timeout longer than any chunk may take (``visibility_timeout_seconds``, checked against the chunk
+time budget and the lease when the settings load). Kombu reads the timeout from the transport options of whichever
+process opens a channel, the submitting CLI and beat included, so every process builds its app here.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from worker import broker
 
 app = Celery("pageqa", include=["tasks.embed", "tasks.answer", "tasks.reconcile"])
 _configured_for: str | None = None
-
-VISIBILITY_TIMEOUT_S = 6 * 3600
 
 
 def control_queue(settings: Settings) -> str:
@@ -45,7 +45,8 @@ def get_app(settings: Settings | None = None) -> Celery:
     if _configured_for is None:
         app.conf.update(
             broker_url=url,
-            broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+            broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+            result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
             broker_connection_retry_on_startup=True,
             task_default_queue=settings.worker_queue,
             task_acks_late=True,
@@ -55,6 +56,9 @@ def get_app(settings: Settings | None = None) -> Celery:
             worker_prefetch_multiplier=1,
             worker_hijack_root_logger=False,
             worker_send_task_events=False,
+            # On a cold shutdown (a second SIGTERM, SIGQUIT) Celery still signals and waits this long first; the
+            # answering task stops at its next micro-batch and hands its questions back (tasks.answer).
+            worker_soft_shutdown_timeout=30.0,
             # The reconciler has a queue of its own, read by the --beat worker between chunks: behind a backlog of
             # answering tasks in the main queue it would wait for the whole backlog.
             beat_schedule={"reconcile": {"task": "pageqa.reconcile", "schedule": settings.reconcile_every_seconds,

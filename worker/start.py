@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 
-from celery.signals import worker_init, worker_ready
+from celery.signals import worker_init, worker_ready, worker_shutting_down
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,8 @@ def pin_gpu(gpu: int | None) -> None:
 
 
 def run_worker(*, gpu: int | None, loglevel: str = "INFO", beat: bool = False) -> None:
-    """Run a Celery worker in this process until it is stopped (SIGTERM: warm shutdown after the current task);
+    """Run a Celery worker in this process until it is stopped (SIGTERM: the running chunk stops at its next
+    micro-batch and hands its questions back, then the worker exits);
     ``beat`` also runs the beat scheduler in it (the reconciler every ``reconcile_every_seconds``): give exactly one
     worker of a deployment ``--beat``."""
     from pageqa.settings import get_settings
@@ -54,3 +55,12 @@ def _reconcile_at_start(**_kwargs) -> None:
         run_reconciler(get_settings())
     except Exception:  # the worker must start even when the reconciler cannot run now; beat retries it
         log.exception("reconciler at worker start failed")
+
+
+@worker_shutting_down.connect
+def _stop_the_chunk(**_kwargs) -> None:
+    """Soft shutdown: Celery's warm shutdown waits for the running task, so ask it to stop at its next micro-batch
+    and hand its unanswered questions back (:mod:`tasks.guard`), instead of holding SIGTERM for a whole chunk."""
+    from tasks.guard import request_shutdown
+
+    request_shutdown()
