@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, text, update
@@ -41,38 +42,113 @@ def normalize_question(question: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", question).casefold().split()).rstrip("? ")
 
 
-def create_job(
-    session: Session, *, corpus_id: int, source: str, options: dict, questions: Sequence[NewQuestion],
-    tenant: str = "default",
-) -> Job:
-    """Store a job and its questions (status ``queued``); the caller enqueues only after this commits.
+def question_key(question: str) -> bytes:
+    """sha256 (32 bytes) of :func:`normalize_question`: equal keys, the same question. The normal form is
+    Python's (NFKC, ``str.casefold``), so it is computed here, not in SQL, and compared in SQL."""
+    return hashlib.sha256(normalize_question(question).encode("utf-8")).digest()
 
-    A question whose normalised text (:func:`normalize_question`) and document filter repeat an earlier one of
-    the file gets ``duplicate_of`` that one: it is not enqueued and receives a copy of its answer.
+
+@dataclass(frozen=True)
+class RepeatedId:
+    """A row left out because its ``custom_id`` was on an earlier line (``first_line``) of the same job."""
+
+    line_number: int
+    custom_id: str
+    first_line: int
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """What :func:`create_job` stored: the job id, questions stored, in-job duplicates among them (not to be
+    enqueued), and the rows left out for a repeated ``custom_id``: the first ``keep_repeats`` of them, in line
+    order, and how many there were."""
+
+    id: str
+    total: int
+    duplicates: int
+    repeated: list[RepeatedId]
+    n_repeated: int
+
+
+_STAGE = "pageqa_staged_questions"
+
+# One statement: the first row of each custom_id is kept; ids are drawn in file order (nextval runs after the
+# sort), so the first of each (norm_key, document_id) group has the smallest id and the others point at it. The
+# self-referencing foreign key is checked at the end of the statement, after every row is in.
+_INSERT_STAGED = text(f"""
+WITH kept AS (
+    SELECT seq, line_number, custom_id, question, document_id, norm_key
+    FROM (SELECT s.*, row_number() OVER (PARTITION BY custom_id ORDER BY seq) AS n FROM {_STAGE} s) ranked
+    WHERE n = 1
+),
+numbered AS (
+    SELECT kept.*, nextval(CAST(:id_seq AS regclass)) AS id FROM kept ORDER BY seq
+)
+INSERT INTO questions (id, job_id, custom_id, question, document_id, line_number, status, attempts, duplicate_of)
+SELECT id, :job_id, custom_id, question, document_id, line_number, 'queued', 0,
+       NULLIF(first_value(id) OVER (PARTITION BY norm_key, document_id ORDER BY seq), id)
+FROM numbered
+ORDER BY seq
+""")
+
+_REPEATED = text(f"""
+SELECT line_number, custom_id, first_line, count(*) OVER () AS n_repeated
+FROM (SELECT seq, line_number, custom_id, row_number() OVER w AS n, first_value(line_number) OVER w AS first_line
+      FROM {_STAGE} WINDOW w AS (PARTITION BY custom_id ORDER BY seq)) ranked
+WHERE n > 1
+ORDER BY seq
+LIMIT :keep
+""")
+
+
+def create_job(
+    session: Session, *, corpus_id: int, source: str, options: dict, questions: Iterable[NewQuestion],
+    tenant: str = "default", keep_repeats: int = 1000,
+) -> StoredJob:
+    """Store a job and its questions (status ``queued``) in the caller's transaction; the caller enqueues only
+    after it commits.
+
+    ``questions`` is consumed once, as a stream: rows go to a temporary table by binary ``COPY`` and every check
+    that spans rows runs in PostgreSQL afterwards, so this process holds no structure that grows with the file.
+
+    - A ``custom_id`` already used on an earlier row is left out; the first one is kept (see ``StoredJob.repeated``).
+    - A question whose normalised text (:func:`question_key`) and document filter repeat an earlier one gets
+      ``duplicate_of`` that one: it is not enqueued and receives a copy of its answer.
+
+    Question ids increase in file order. Text with NUL or lone surrogates cannot be stored (PostgreSQL raises);
+    the question-file reader refuses such rows first.
     """
     job = Job(
         id=f"job_{uuid.uuid4().hex[:24]}", corpus_id=corpus_id, source=source, options=options,
-        total=len(questions), status=JobStatus.queued, tenant=tenant,
+        total=0, status=JobStatus.queued, tenant=tenant,
     )
     session.add(job)
     session.flush()
-    ids = session.scalars(
-        insert(Question).returning(Question.id, sort_by_parameter_order=True),
-        [
-            {"job_id": job.id, "custom_id": q.custom_id, "question": q.question, "document_id": q.document_id,
-             "line_number": q.line_number, "status": QuestionStatus.queued, "attempts": 0}
-            for q in questions
-        ],
-    ).all()
-    first: dict[tuple[str, int | None], int] = {}
-    duplicates = []
-    for qid, q in zip(ids, questions, strict=True):
-        leader = first.setdefault((normalize_question(q.question), q.document_id), qid)
-        if leader != qid:
-            duplicates.append({"id": qid, "duplicate_of": leader})
-    if duplicates:
-        session.execute(update(Question), duplicates)  # bulk UPDATE by primary key
-    return job
+    conn = session.connection()
+    conn.execute(text(
+        f"CREATE TEMPORARY TABLE {_STAGE} (seq integer, line_number integer, custom_id text, question text, "
+        "document_id integer, norm_key bytea) ON COMMIT DROP"
+    ))
+    _copy_staged(conn.connection.driver_connection, questions)
+    id_seq = conn.scalar(text("SELECT pg_get_serial_sequence('questions', 'id')"))
+    total = conn.execute(_INSERT_STAGED, {"id_seq": id_seq, "job_id": job.id}).rowcount
+    rows = conn.execute(_REPEATED, {"keep": keep_repeats}).all()
+    repeated = [RepeatedId(line, cid, first) for line, cid, first, _ in rows]
+    conn.execute(text(f"DROP TABLE {_STAGE}"))  # a second job in the same transaction stages again
+    duplicates = session.scalar(select(func.count()).where(
+        Question.job_id == job.id, Question.duplicate_of.is_not(None)))
+    session.execute(update(Job).where(Job.id == job.id).values(total=total))
+    return StoredJob(job.id, total, duplicates, repeated, rows[0].n_repeated if rows else 0)
+
+
+def _copy_staged(driver_connection, questions: Iterable[NewQuestion]) -> None:
+    """Stream ``questions`` into the staging table with binary COPY, in the session's transaction (psycopg sends
+    the rows in buffers of its own size, so memory does not grow with the count)."""
+    columns = "seq, line_number, custom_id, question, document_id, norm_key"
+    with driver_connection.cursor() as cur, cur.copy(f"COPY {_STAGE} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["int4", "int4", "text", "text", "int4", "bytea"])
+        for seq, q in enumerate(questions):
+            copy.write_row((seq, q.line_number, q.custom_id, q.question, q.document_id, question_key(q.question)))
 
 
 def get_job(session: Session, *, job_id: str) -> Job:
@@ -92,12 +168,21 @@ def question_ids(
 ) -> list[int]:
     """Ids of the job's questions (optionally of one status) in file order; ``to_enqueue``: only those the
     workers must answer (in-job duplicates receive their copy without a task)."""
+    return list(iter_question_ids(session, job_id=job_id, status=status, to_enqueue=to_enqueue))
+
+
+def iter_question_ids(
+    session: Session, *, job_id: str, status: QuestionStatus | None = None, to_enqueue: bool = False,
+    batch: int = 10_000,
+) -> Iterator[int]:
+    """:func:`question_ids` as a stream: a server-side cursor fetches ``batch`` ids at a time, so a job of a
+    million questions is never one list. Consume it inside the session's transaction."""
     stmt = select(Question.id).where(Question.job_id == job_id).order_by(Question.line_number, Question.id)
     if status is not None:
         stmt = stmt.where(Question.status == status)
     if to_enqueue:
         stmt = stmt.where(Question.duplicate_of.is_(None))
-    return list(session.scalars(stmt))
+    yield from session.scalars(stmt.execution_options(yield_per=batch))
 
 
 @dataclass(frozen=True)
@@ -265,7 +350,7 @@ def answered_questions(session: Session, *, job_id: str) -> list[tuple[Question,
 
 def elapsed_s(job: Job, *, now: dt.datetime | None = None) -> float:
     """Seconds from the job's creation to its completion (or to ``now`` while it runs)."""
-    end = job.completed_at or now or dt.datetime.now(dt.timezone.utc)
+    end = job.completed_at or now or dt.datetime.now(dt.UTC)
     return (end - job.created_at).total_seconds()
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pageqa.errors import ConfigError, PageQAError
 from pageqa.settings import Settings, get_settings
@@ -25,8 +26,9 @@ index_app = typer.Typer(no_args_is_help=True, help="The first stage's pgvector H
 app.add_typer(index_app, name="index")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables into docs/.")
 app.add_typer(bench_app, name="bench")
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# emoji=False: "q.jsonl:100: ..." must not print as "q.jsonl💯 ..." (rich reads ":100:" as an emoji code)
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 _prepared = False
 
@@ -187,9 +189,12 @@ def submit(
     result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict,
                          document_field=document_field, tenant=tenant)
     for note in result.notes:
-        err_console.print(f"[yellow]note[/yellow] {note}", highlight=False)
-    for error in result.errors:
-        err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False)
+        err_console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
+    for error in result.errors:  # escaped: a custom_id such as "[/red]" is text, not markup
+        err_console.print(f"[yellow]skipped[/yellow] {escape(error)}", highlight=False)
+    if result.errors_omitted:
+        err_console.print(f"[yellow]skipped[/yellow] {result.errors_omitted} more rows were left out (only the first "
+                          f"{len(result.errors)} errors are listed)", highlight=False)
     repeated = f" ({result.duplicates} repeated questions will reuse an earlier answer)" if result.duplicates else ""
     err_console.print(f"{result.total} questions queued{repeated}")
     console.print(result.job_id)

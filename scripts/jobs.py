@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,59 +15,88 @@ from db import jobs as jobs_db
 from db.engine import session_scope
 from pageqa.errors import InputError
 from pageqa.settings import Settings
-from scripts.questions import parse_question_file
+from scripts.questions import (
+    MAX_KEPT_ERRORS,
+    ErrorLog,
+    QuestionFile,
+    open_question_file,
+)
 from tasks.enqueue import enqueue_questions
 
 
 @dataclass(frozen=True)
 class Submitted:
-    """A submitted job: its id, questions queued, and one-line errors of the rows left out."""
+    """A submitted job: its id, questions stored, in-job duplicates among them (answered by copy, not enqueued),
+    the one-line errors of the rows left out (the first ``MAX_KEPT_ERRORS``, in line order) and how many rows were
+    left out in all, and notes on how the file was read."""
 
     job_id: str
     total: int
     duplicates: int
     errors: list[str]
     notes: list[str] = field(default_factory=list)
+    n_errors: int = 0
+    tasks: int = 0  # answering tasks sent
+    store_s: float = 0.0  # seconds reading, checking and storing the rows, up to the commit
+    enqueue_s: float = 0.0  # seconds streaming the ids back and sending the tasks
+
+    @property
+    def errors_omitted(self) -> int:
+        """Rows left out whose error is not in ``errors`` (only the first ones are kept)."""
+        return self.n_errors - len(self.errors)
 
 
 def submit_file(
     settings: Settings, *, path: Path, corpus: str, options: dict, strict: bool = False,
-    document_field: str = "document", tenant: str = "default",
+    document_field: str = "document", tenant: str = "default", max_errors: int = MAX_KEPT_ERRORS,
 ) -> Submitted:
-    """Validate a question file, store the job and its questions, then enqueue them in chunks.
+    """Validate a question file, store the job and its questions in one transaction, then enqueue them in chunks.
 
-    Rows with errors (including an unknown ``document``) are left out and reported, unless ``strict``. Repeated
-    questions (same normalised text and document) are stored but not enqueued: they get the first one's answer.
+    The file is streamed: rows are read, checked and copied to PostgreSQL one at a time, and the ids are streamed
+    back into tasks after the commit, so memory does not grow with the number of rows. Rows with errors (including
+    an unknown ``document`` and a ``custom_id`` already used on an earlier line) are left out and reported, unless
+    ``strict``; only the first ``max_errors`` messages are kept. Repeated questions (same normalised text and
+    document) are stored but not enqueued: they get the first one's answer. Nothing is stored when this raises.
 
     Raises:
-        InputError: the file is unreadable, has no valid row, or (``strict``) has any invalid row.
+        InputError: the file is unreadable or empty, has no valid row, or (``strict``) has any invalid row.
         NotFoundError: the corpus does not exist.
     """
-    parsed = parse_question_file(path, document_field=document_field)
-    errors = list(parsed.errors)
+    start = time.perf_counter()
+    errors = ErrorLog(keep=max_errors)
+    questions = open_question_file(path, document_field=document_field, errors=errors)
     with session_scope(settings) as session:
         corpus_row = corpus_db.get_corpus(session, name=corpus)
-        docs = corpus_db.documents_by_name(session, corpus_id=corpus_row.id)
-        new = []
-        for row in parsed.rows:
-            doc = docs.get(row.document) if row.document else None
-            if row.document and doc is None:
-                errors.append(InputError(f"document {row.document!r} is not in corpus {corpus!r}", source=str(path), line=row.line))
-                continue
-            new.append(jobs_db.NewQuestion(row.custom_id, row.question, doc.id if doc else None, row.line))
-        if strict and errors:
-            raise InputError(f"{len(errors)} invalid rows (--strict); first: {errors[0]}")
-        if not new:
-            first = f"; first error: {errors[0]}" if errors else ""
+        docs = {name: doc.id for name, doc in corpus_db.documents_by_name(session, corpus_id=corpus_row.id).items()}
+        stored = jobs_db.create_job(session, corpus_id=corpus_row.id, source=path.name, options=options,
+                                    questions=_with_documents(questions, docs, corpus), tenant=tenant,
+                                    keep_repeats=max_errors)
+        errors.merge((InputError(f"custom_id {r.custom_id!r} repeats line {r.first_line}", source=str(path),
+                                 line=r.line_number) for r in stored.repeated), count=stored.n_repeated)
+        if strict and errors.count:
+            raise InputError(f"{errors.count} invalid rows (--strict); first: {errors.kept[0]}")
+        if not stored.total:
+            first = f"; first error: {errors.kept[0]}" if errors.kept else ""
             raise InputError(f"no valid question{first}", source=str(path))
-        job = jobs_db.create_job(session, corpus_id=corpus_row.id, source=path.name, options=options,
-                                 questions=new, tenant=tenant)
-        job_id = job.id
-        ids = jobs_db.question_ids(session, job_id=job_id, to_enqueue=True)
+    stored_at = time.perf_counter()
     chunk = int(options.get("chunk_size") or settings.chunk_size)
-    enqueue_questions(settings, question_ids=ids, chunk_size=chunk)
-    skipped = [str(e) for e in sorted(errors, key=lambda e: e.line or 0)]
-    return Submitted(job_id, len(new), len(new) - len(ids), skipped, parsed.notes)
+    with session_scope(settings) as session:  # after the commit above: a worker finds every row it is sent
+        ids = jobs_db.iter_question_ids(session, job_id=stored.id, to_enqueue=True)
+        tasks = enqueue_questions(settings, question_ids=ids, chunk_size=chunk)
+    return Submitted(stored.id, stored.total, stored.duplicates, [str(e) for e in errors.kept], questions.notes,
+                     errors.count, tasks, stored_at - start, time.perf_counter() - stored_at)
+
+
+def _with_documents(questions: QuestionFile, docs: dict[str, int], corpus: str) -> Iterator[jobs_db.NewQuestion]:
+    """The file's rows with their document filter resolved to an id; a row naming no document of the corpus is
+    reported to the file's errors and left out."""
+    for row in questions:
+        doc_id = docs.get(row.document) if row.document else None
+        if row.document and doc_id is None:
+            questions.errors.add(InputError(f"document {row.document!r} is not in corpus {corpus!r}",
+                                            source=str(questions.path), line=row.line))
+            continue
+        yield jobs_db.NewQuestion(row.custom_id, row.question, doc_id, row.line)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,33 @@
 """Question files: CSV with a header (``custom_id,question[,document]``) or JSONL (one object per line with
-``custom_id``, ``question`` and optionally ``document``). Errors name the file and 1-based line."""
+``custom_id``, ``question`` and optionally ``document``). Errors name the file and 1-based line.
+
+A file is read as a stream, one line at a time, so a file of a million rows takes no more memory than one of ten:
+rows come out of an iterator, a line longer than :data:`MAX_LINE_CHARS` is skipped without being held, and only
+the first :data:`MAX_KEPT_ERRORS` error messages are kept (every error is counted). Checks that span rows (a
+repeated ``custom_id``, repeated questions) are left to the database, after loading (:func:`db.jobs.create_job`).
+"""
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
+import heapq
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
+from typing import TextIO
 
 from pageqa.errors import InputError
 
 MAX_QUESTION_CHARS = 4000
+#: Longest line read, in characters: the csv module's default field limit. A question at the length limit needs at
+#: most 24,000 characters even with every character JSON-escaped as ``\\uXXXX``.
+MAX_LINE_CHARS = 131_072
+#: Error messages kept in memory for the report; the rest are only counted.
+MAX_KEPT_ERRORS = 1000
+_READ_BYTES = 1 << 20  # bytes per read while checking the encoding
 
 
 @dataclass(frozen=True)
@@ -26,90 +41,227 @@ class QuestionRow:
 
 
 @dataclass
-class ParsedFile:
-    """The valid rows of a question file and a one-line error per invalid row."""
+class ErrorLog:
+    """One-line errors of the rows left out, in line order: the first ``keep`` are kept, every one is counted."""
 
-    rows: list[QuestionRow] = field(default_factory=list)
-    errors: list[InputError] = field(default_factory=list)
+    keep: int = MAX_KEPT_ERRORS
+    kept: list[InputError] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, error: InputError) -> None:
+        """Count ``error``; keep it while fewer than ``keep`` are kept. Errors must arrive in line order."""
+        self.count += 1
+        if len(self.kept) < self.keep:
+            self.kept.append(error)
+
+    def merge(self, errors: Iterable[InputError], *, count: int) -> None:
+        """Add ``count`` errors found by another pass, of which ``errors`` are the first, in line order."""
+        merged = heapq.merge(self.kept, errors, key=lambda e: e.line or 0)
+        self.kept = list(islice(merged, self.keep))
+        self.count += count
+
+    @property
+    def omitted(self) -> int:
+        """Errors counted but not kept."""
+        return self.count - len(self.kept)
+
+
+@dataclass
+class QuestionFile:
+    """A question file whose encoding, first text and (CSV) header were checked; iterate it for the valid rows.
+
+    Each iteration reads the file again from the start. Invalid rows are left out and reported to ``errors``.
+    """
+
+    path: Path
+    kind: str  # "csv" or "jsonl"
+    encoding: str
+    document_field: str = "document"
+    errors: ErrorLog = field(default_factory=ErrorLog)
     notes: list[str] = field(default_factory=list)  # how the file was read, when not plain UTF-8
 
+    def __iter__(self) -> Iterator[QuestionRow]:
+        records = _csv_records if self.kind == "csv" else _jsonl_records
+        with self._open() as f:
+            for line, record in records(self.path, _Lines(f)):
+                try:
+                    if isinstance(record, InputError):
+                        raise record
+                    yield _row(self.path, line, record, self.document_field)
+                except InputError as exc:
+                    self.errors.add(exc)
 
-def parse_question_file(path: Path, *, document_field: str = "document") -> ParsedFile:
-    """Parse a ``.csv`` or ``.jsonl``/``.json`` question file.
+    def _open(self) -> TextIO:
+        # csv wants newline="" (it handles quoted line breaks); JSON lines end at "\n" only, as in the JSON Lines spec
+        return _open_text(self.path, self.encoding, newline="" if self.kind == "csv" else "\n")
 
-    Invalid rows (missing or empty fields, a repeated ``custom_id``, bad JSON) are reported in ``errors`` and
-    left out; valid rows are kept. The text is UTF-8 (a BOM is dropped) or UTF-16 with a BOM; a file that is
-    neither is read as Windows-1252, the usual spreadsheet export, and a note names its first non-UTF-8 line.
+
+def open_question_file(
+    path: Path, *, document_field: str = "document", errors: ErrorLog | None = None
+) -> QuestionFile:
+    """Check a ``.csv`` or ``.jsonl``/``.json``/``.ndjson`` question file and return it ready to iterate.
+
+    The text is UTF-8 (a BOM is dropped) or UTF-16 with a BOM; a file that is neither is read as Windows-1252, the
+    usual spreadsheet export, and a note names its first non-UTF-8 line. The whole file is scanned once here, in
+    1 MiB reads, to choose the encoding; no row is kept.
 
     Raises:
-        InputError: the file cannot be read, is empty, has an unknown suffix, or a CSV lacks the header.
+        InputError: the file cannot be read, is not valid UTF-16 after a UTF-16 BOM, is empty, has an unknown
+            suffix, or a CSV lacks the ``custom_id`` or ``question`` header.
     """
     try:
-        data = path.read_bytes()
+        encoding, notes = _sniff_encoding(path)
+        if not _has_text(path, encoding):
+            raise InputError("the question file is empty", source=str(path))
     except OSError as exc:
         raise InputError(f"cannot read the question file ({exc.strerror or exc})", source=str(path)) from exc
-    text, notes = _decode(path, data)
-    if not text.strip():
-        raise InputError("the question file is empty", source=str(path))
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        records = _csv_records(path, text)
+        kind = "csv"
     elif suffix in (".jsonl", ".json", ".ndjson"):
-        records = _jsonl_records(path, text)
+        kind = "jsonl"
     else:
         raise InputError("question files are .csv or .jsonl", source=str(path))
-    parsed, seen = ParsedFile(notes=notes), set()
-    for line, record in records:
-        if isinstance(record, InputError):
-            parsed.errors.append(record)
-            continue
-        try:
-            row = _row(path, line, record, document_field)
-        except InputError as exc:
-            parsed.errors.append(exc)
-            continue
-        if row.custom_id in seen:
-            parsed.errors.append(InputError(f"custom_id {row.custom_id!r} repeats an earlier line", source=str(path), line=line))
-            continue
-        seen.add(row.custom_id)
-        parsed.rows.append(row)
-    return parsed
+    qf = QuestionFile(path, kind, encoding, document_field, errors if errors is not None else ErrorLog(), notes)
+    if kind == "csv":
+        with qf._open() as f:
+            _csv_header(path, csv.reader(_Lines(f), strict=True))
+    return qf
 
 
-def _decode(path: Path, data: bytes) -> tuple[str, list[str]]:
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+def _open_text(path: Path, encoding: str, *, newline: str | None = None) -> TextIO:
+    return path.open(encoding=encoding, errors="replace" if encoding == "cp1252" else "strict", newline=newline)
+
+
+def _sniff_encoding(path: Path) -> tuple[str, list[str]]:
+    """(codec name, notes): UTF-16 after its BOM, else UTF-8 (BOM or not) if every byte decodes, else cp1252."""
+    with path.open("rb") as f:
+        head = f.read(2)
+        if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            encoding, notes = "utf-16", [f"{path}: read as UTF-16"]
+        else:
+            encoding, notes = "utf-8-sig", []
+        f.seek(0)
+        decoder = codecs.getincrementaldecoder(encoding)()
+        newlines = 0
+        for block in iter(lambda: f.read(_READ_BYTES), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                return _not_decoded(path, encoding, exc, newlines)
+            newlines += block.count(b"\n")
         try:
-            return data.decode("utf-16"), [f"{path}: read as UTF-16"]
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not valid UTF-16 ({exc.reason} at byte {exc.start})", source=str(path)) from exc
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:  # the file ends inside a multi-byte character
+            return _not_decoded(path, encoding, exc, newlines)
+    return encoding, notes
+
+
+def _not_decoded(path: Path, encoding: str, exc: UnicodeDecodeError, newlines_before: int) -> tuple[str, list[str]]:
+    if encoding == "utf-16":
+        raise InputError(f"not valid UTF-16 ({exc.reason})", source=str(path)) from exc
+    # exc.object is the decoder's pending bytes (never a newline: part of one character) followed by this block
+    line = newlines_before + exc.object.count(b"\n", 0, exc.start) + 1
+    note = f"{path}:{line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x}); the file was read as Windows-1252"
+    return "cp1252", [note]
+
+
+def _has_text(path: Path, encoding: str) -> bool:
+    """Whether the decoded file has any non-whitespace character; reads only up to the first one."""
+    with _open_text(path, encoding) as f:
+        return any(block.strip() for block in iter(lambda: f.read(_READ_BYTES), ""))
+
+
+class _LineTooLong(Exception):
+    """A line longer than :data:`MAX_LINE_CHARS`; raised by :class:`_Lines` (the csv reader passes it on)."""
+
+
+class _Lines:
+    """The lines of a text file, each at most :data:`MAX_LINE_CHARS` long; ``number`` is the 1-based number of the
+    last line read. A longer line is read through in bounded pieces and raises :class:`_LineTooLong`; the next call
+    goes on with the following line (which is why this is a class, not a generator)."""
+
+    def __init__(self, f: TextIO):
+        self.f, self.number = f, 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.f.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) > MAX_LINE_CHARS:
+            while (rest := self.f.readline(MAX_LINE_CHARS)) and not rest.endswith(("\n", "\r")):
+                pass
+            raise _LineTooLong(self.number)
+        return line
+
+
+def _too_long(path: Path, line: int) -> InputError:
+    return InputError(f"the line is longer than {MAX_LINE_CHARS} characters", source=str(path), line=line)
+
+
+def _csv_header(path: Path, reader) -> list[str]:
     try:
-        return data.decode("utf-8-sig"), []
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        return data.decode("cp1252", errors="replace"), [
-            f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); the file was read as Windows-1252"]
-
-
-def _csv_records(path: Path, text: str):
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
+        header = next(reader, [])
+    except _LineTooLong:
+        raise _too_long(path, 1) from None
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV header ({exc})", source=str(path), line=1) from exc
     missing = [f for f in ("custom_id", "question") if f not in header]
     if missing:
         raise InputError(f"the CSV header lacks {', '.join(missing)} (header: {','.join(header)})", source=str(path), line=1)
-    for record in reader:
-        if not any((v or "").strip() for k, v in record.items() if k is not None):
+    return header
+
+
+def _csv_records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict | InputError]]:
+    """(first line of the record, field dict or error) per non-blank CSV record. ``strict``: a quote followed by
+    anything but a separator, or a quote never closed, is an error rather than text glued to the next lines."""
+    reader = csv.reader(lines, strict=True)
+    header = _csv_header(path, reader)
+    while True:
+        start = lines.number + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except _LineTooLong as exc:
+            yield exc.args[0], _too_long(path, exc.args[0])
             continue
-        yield reader.line_num, record
+        except csv.Error as exc:
+            span = f" (lines {start}-{lines.number})" if lines.number > start else ""
+            yield start, InputError(f"malformed CSV ({exc}){span}", source=str(path), line=start)
+            continue
+        if not any(v.strip() for v in values):
+            continue
+        record: dict = dict(zip(header, values, strict=False))
+        if len(values) > len(header):
+            record[None] = values[len(header):]
+        yield start, record
 
 
-def _jsonl_records(path: Path, text: str):
-    for line, raw in enumerate(text.splitlines(), 1):
+def _jsonl_records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict | InputError]]:
+    """(line, object or error) per non-blank line."""
+    while True:
+        try:
+            raw = next(lines)
+        except StopIteration:
+            return
+        except _LineTooLong as exc:
+            yield exc.args[0], _too_long(path, exc.args[0])
+            continue
+        line = lines.number
         if not raw.strip():
             continue
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
             yield line, InputError(f"invalid JSON ({exc.msg} at column {exc.colno})", source=str(path), line=line)
+            continue
+        except (ValueError, RecursionError) as exc:  # an integer over 4300 digits; arrays nested ~1000 deep
+            yield line, InputError(f"invalid JSON ({exc})", source=str(path), line=line)
             continue
         if not isinstance(record, dict):
             yield line, InputError("each line must be a JSON object", source=str(path), line=line)
@@ -128,6 +280,23 @@ def _row(path: Path, line: int, record: dict, document_field: str) -> QuestionRo
         raise InputError(f"question is longer than {MAX_QUESTION_CHARS} characters", source=str(path), line=line)
     if None in record:
         raise InputError("the row has more fields than the header", source=str(path), line=line)
+    custom_id = str(custom_id).strip()
     document = record.get(document_field)
     document = str(document).strip() if document not in (None, "") else None
-    return QuestionRow(str(custom_id).strip(), question.strip(), document, line)
+    for name, value in (("custom_id", custom_id), ("question", question), (document_field, document)):
+        _check_storable(path, line, name, value)
+    return QuestionRow(custom_id, question.strip(), document, line)
+
+
+def _check_storable(path: Path, line: int, name: str, value: str | None) -> None:
+    """PostgreSQL ``text`` holds neither NUL nor a lone UTF-16 surrogate (JSON can spell both: ``\\u0000``,
+    ``\\ud800``); either would fail the whole load, so the row is refused here."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise InputError(f"{name} contains a NUL character (U+0000)", source=str(path), line=line)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{name} contains an unpaired surrogate (U+{ord(value[exc.start]):04X})",
+                         source=str(path), line=line) from None
