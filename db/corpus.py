@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from db.schema import Corpus, Document, Page, PageEmbedding, Passage
 from pageqa.errors import NotFoundError
 
+NAME_MAX_CHARS = 300  # a document's title or file name as stored: longer than file names get, short enough to show
+
 
 def get_or_create_corpus(session: Session, *, name: str) -> Corpus:
     """The corpus called ``name``, created when missing (safe under concurrent callers)."""
@@ -66,13 +68,32 @@ class PageRecord:
         return "pdf" if self.text.strip() else "none"
 
 
+def clean_name(text: str) -> str:
+    """``text`` as a one-line name: runs of whitespace become one space, other characters that are not printable
+    (NUL, escapes, bidi overrides) U+FFFD; at most ``NAME_MAX_CHARS`` characters."""
+    text = " ".join(text.split())
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)[:NAME_MAX_CHARS]
+
+
+def clean_file_name(name: str) -> str:
+    """``name`` cleaned as by :func:`clean_name`, with ``/`` and ``\\`` replaced by ``_`` and a name of dots only
+    prefixed with ``_``: it is one path component other than ``.`` or ``..``, so no code that later names a file
+    after a document can leave its folder."""
+    name = clean_name(name.replace("/", "_").replace("\\", "_"))
+    return "_" + name if set(name) <= {"."} else name
+
+
 def add_document(
     session: Session, *, corpus_id: int, sha256: str, title: str, source: str, kind: str, size_bytes: int,
     pages: Sequence[PageRecord],
 ) -> Document:
-    """Store a document and its pages in one transaction; returns the document (pages get ids on flush)."""
+    """Store a document and its pages in one transaction; returns the document (pages get ids on flush).
+
+    ``title`` (PDF metadata, any text) is stored as :func:`clean_name` makes it, ``source`` (the file name) as
+    :func:`clean_file_name` does, and NUL is dropped from page text: PostgreSQL text cannot hold it.
+    """
     doc = Document(
-        corpus_id=corpus_id, sha256=sha256, title=title, source=source, kind=kind,
+        corpus_id=corpus_id, sha256=sha256, title=clean_name(title), source=clean_file_name(source), kind=kind,
         page_count=len(pages), size_bytes=size_bytes,
     )
     session.add(doc)
@@ -80,7 +101,7 @@ def add_document(
     session.add_all(
         Page(
             document_id=doc.id, page_number=p.page_number, image=p.image, image_format=p.image_format,
-            width=p.width, height=p.height, text=p.text, text_source=p.text_source,
+            width=p.width, height=p.height, text=p.text.replace("\x00", ""), text_source=p.text_source,
         )
         for p in pages
     )

@@ -15,12 +15,18 @@ class ServiceError(PageQAError):
     """An embedded or external service (PostgreSQL, Redis) cannot be started or reached."""
 
 
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable (NUL, newlines, terminal escapes, bidi overrides)
+    written as its Python escape, e.g. ``\\x00``, so a hostile file name shows as one inert line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class InputError(PageQAError):
-    """Bad user input: the message names the file and the line or page."""
+    """Bad user input: the message names the file and the line or page, on one printable line."""
 
     def __init__(self, message: str, *, source: str | None = None, line: int | None = None, page: int | None = None):
-        message = " ".join(message.split())  # one line, whatever a library put in its message
-        where = source or ""
+        message = printable(" ".join(message.split()))  # one line, whatever a library put in its message
+        where = printable(source or "")
         if line is not None:
             where += f":{line}"
         if page is not None:

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     )
 
     page_max_pixels: int = Field(default=1_605_632, gt=0, description="Budget of the stored page image.")
+    max_image_pixels: int = Field(
+        default=89_478_485, gt=0,
+        description="Largest image file ingested: bigger ones are refused before decoding, as possible decompression "
+        "bombs (Pillow's default limit, ≈ 0.25 GB of RGB).",
+    )
     page_image_format: Literal["WEBP", "PNG", "JPEG"] = "WEBP"
     page_image_quality: int = Field(default=90, ge=1, le=100)
     retriever_max_pixels: int = Field(default=768 * 28 * 28, gt=0)

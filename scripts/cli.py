@@ -42,7 +42,7 @@ def command(group: typer.Typer, *args, **kwargs):
             try:
                 return fn(*a, **k)
             except PageQAError as exc:
-                err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+                err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)  # a file name is no markup
                 raise typer.Exit(1) from None
 
         return group.command(*args, **kwargs)(run)
@@ -142,22 +142,26 @@ def models_make_tiny(
 
 @command(app)
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="PDFs, PNG/JPEG/WebP images, or folders of them.")],
+    # str, not Path: click's Path type turns a name it cannot stat (a NUL byte) into a usage error for the whole call
+    paths: Annotated[list[str], typer.Argument(help="PDFs, PNG/JPEG/WebP images, or folders of them.")],
     corpus: Annotated[str, typer.Option(help="Corpus name (created when missing).")],
     wait: Annotated[bool, typer.Option(help="Wait until the workers have embedded every page.")] = True,
 ) -> None:
     """Ingest documents into a corpus: rasterise (PAGEQA_INGEST_PROCESSES processes), store page images and text,
-    queue each document's pages for embedding as soon as it is stored."""
+    queue each document's pages for embedding as soon as it is stored. A bad file or path is one error line; the
+    others are ingested, and the exit code is 1."""
     from scripts import progress
-    from scripts.ingest import expand_paths, ingest_files
+    from scripts.ingest import IngestReport, ingest_files
+    from scripts.ingest_inputs import expand_paths
 
     settings = get_settings()
     prepare(settings)
-    files = expand_paths(paths)
+    files, path_errors = expand_paths(paths)
     with progress.bar("reading documents", total=len(files)) as advance:
-        report = ingest_files(settings, corpus=corpus, files=files, on_file=lambda _p: advance(), enqueue=True)
+        report = ingest_files(settings, corpus=corpus, files=files, report=IngestReport(errors=path_errors),
+                              on_file=lambda _p: advance(), enqueue=True)
     for error in report.errors:
-        err_console.print(f"[red]error[/red] {error}", highlight=False)
+        err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
     console.print(f"{len(report.added)} documents added ({report.pages} pages), {len(report.duplicates)} duplicates skipped")
     progress.embed_and_wait(settings, corpus=corpus, wait=wait, queued=report.queued_page_ids)
     if report.errors:

@@ -6,6 +6,10 @@ separate processes are). The calling process keeps file order: it stores a docum
 transaction once every range is back, so a bad file never loses what was stored before it, and with
 ``enqueue=True`` queues the new pages for indexing right away, so the GPU workers embed while the next documents
 are rendered. Duplicates (same sha256 in the corpus) are skipped before rendering.
+
+Hostile input is refused per file with a one-line error naming it (and the 1-based page): encrypted, truncated
+and page-less PDFs, images over ``max_image_pixels`` (decompression bombs, refused before decoding), files whose
+bytes do not match their extension. Page boxes of any size render within ``page_max_pixels``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import math
 import multiprocessing
 import os
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -26,15 +31,15 @@ from PIL import Image, UnidentifiedImageError
 
 from db import corpus as corpus_db
 from db.engine import session_scope
-from models.images import WEBP_METHOD, encode_image, fit_pixels
+from models.images import MAX_ASPECT, WEBP_METHOD, encode_image, fit_page
 from pageqa.errors import InputError
 from pageqa.settings import Settings
+from scripts.ingest_inputs import content_problem, pdf_outline
 from tasks.enqueue import enqueue_indexing
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
-SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # the only Pillow decoders tried: never EPS (Ghostscript) or others
 MAX_RENDER_DPI = 300
 RANGE_PAGES = 8  # most pages per render task: processes share even short PDFs; reopening one per task costs little
 PAGES_IN_FLIGHT_PER_PROCESS = 32  # ≈ 150 KB each once compressed: bounds the parent's memory on big folders
@@ -56,36 +61,20 @@ class IngestReport:
 @dataclass(frozen=True)
 class RenderSpec:
     """How a page is stored: at most ``max_pixels`` pixels, compressed to ``fmt`` at ``quality`` (1–100) and, for
-    WEBP, libwebp effort ``webp_method`` (0–6)."""
+    WEBP, libwebp effort ``webp_method`` (0–6); image files over ``max_image_pixels`` pixels are refused."""
 
     max_pixels: int
     fmt: str
     quality: int
     webp_method: int = WEBP_METHOD
+    max_image_pixels: int = Settings.model_fields["max_image_pixels"].default
 
     @classmethod
     def of(cls, settings: Settings) -> RenderSpec:
-        """The spec of ``page_max_pixels``, ``page_image_format`` and ``page_image_quality``."""
-        return cls(settings.page_max_pixels, settings.page_image_format, settings.page_image_quality)
-
-
-def expand_paths(paths: Sequence[Path]) -> list[Path]:
-    """Files to ingest: files as given, folders searched recursively for PDFs and images, sorted by path.
-
-    Raises:
-        InputError: a path does not exist or is a file of an unsupported type.
-    """
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
-        elif not path.exists():
-            raise InputError("no such file or folder", source=str(path))
-        elif path.suffix.lower() not in SUFFIXES:
-            raise InputError(f"unsupported file type {path.suffix or '(none)'} (PDF, PNG, JPEG or WebP)", source=str(path))
-        else:
-            files.append(path)
-    return files
+        """The spec of ``page_max_pixels``, ``page_image_format``, ``page_image_quality`` and
+        ``max_image_pixels``."""
+        return cls(settings.page_max_pixels, settings.page_image_format, settings.page_image_quality,
+                   max_image_pixels=settings.max_image_pixels)
 
 
 def render_scale(width_pt: float, height_pt: float, max_pixels: int) -> float:
@@ -101,10 +90,17 @@ def render_scale(width_pt: float, height_pt: float, max_pixels: int) -> float:
 
 
 def rasterise_page(pdf: pdfium.PdfDocument, index: int, *, max_pixels: int) -> tuple[Image.Image, str]:
-    """Page ``index`` (0-based) as an RGB image of at most ``max_pixels`` pixels, and its text layer."""
+    """Page ``index`` (0-based) as an RGB image of at most ``max_pixels`` pixels, and its text layer.
+
+    A page more than ``MAX_ASPECT`` times longer one way than the other (the PDF allows 14400 × 1 pt) is rendered
+    for the page box padded to that ratio and stored padded (``fit_page``), so its bitmap fits the budget and has
+    a shape the models take. pdfium itself gives empty or inverted boxes a real size.
+    """
     page = pdf[index]
-    image = page.render(scale=render_scale(*page.get_size(), max_pixels)).to_pil()  # pdfium's BGR → an RGB copy
-    return fit_pixels(image, max_pixels), page.get_textpage().get_text_range()
+    width, height = page.get_size()  # points
+    box = (max(width, height / MAX_ASPECT), max(height, width / MAX_ASPECT))
+    image = page.render(scale=render_scale(*box, max_pixels)).to_pil()  # pdfium's BGR → an RGB copy
+    return fit_page(image, max_pixels), page.get_textpage().get_text_range()
 
 
 def render_pdf_pages(path: Path, first: int, stop: int, spec: RenderSpec) -> list[corpus_db.PageRecord]:
@@ -132,12 +128,25 @@ def read_image(path: Path, spec: RenderSpec) -> list[corpus_db.PageRecord]:
     """An image file as a one-page document (a list of one page, like ``render_pdf_pages``).
 
     Raises:
-        InputError: Pillow cannot decode the file.
+        InputError: not a PNG, JPEG or WebP file Pillow can decode, or over ``spec.max_image_pixels`` pixels
+            (refused from its header, before decoding: a few kB can declare gigabytes of pixels).
     """
     try:
-        with Image.open(path) as img:
-            image = fit_pixels(img.convert("RGB"), spec.max_pixels)
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # spec.max_image_pixels decides, below
+            img = Image.open(path, formats=IMAGE_FORMATS)
+        with img:
+            if img.width * img.height > spec.max_image_pixels:
+                raise InputError(
+                    f"{img.width:,} × {img.height:,} pixels is over max_image_pixels ({spec.max_image_pixels:,}): "
+                    "refused before decoding, as a possible decompression bomb", source=str(path))
+            image = fit_page(img.convert("RGB"), spec.max_pixels)
+    except UnidentifiedImageError as exc:
+        raise InputError("not a readable image (not a PNG, JPEG or WebP file, or a damaged one)",
+                         source=str(path)) from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own hard limit; render processes turn it off
+        raise InputError(f"refused before decoding, as a possible decompression bomb ({exc})", source=str(path)) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # what Pillow's decoders raise on damaged data
         raise InputError(f"not a readable image ({exc})", source=str(path)) from exc
     return [_record(1, image, "", spec)]
 
@@ -150,8 +159,8 @@ def _record(number: int, image: Image.Image, text: str, spec: RenderSpec) -> cor
 def _open_pdf(path: Path) -> pdfium.PdfDocument:
     try:
         return pdfium.PdfDocument(path)
-    except pdfium.PdfiumError as exc:
-        raise InputError(f"not a readable PDF ({exc})", source=str(path)) from exc
+    except pdfium.PdfiumError as exc:  # pdf_outline opened these bytes: the file changed or vanished since
+        raise InputError(f"not a readable PDF any more ({exc})", source=str(path)) from exc
 
 
 def page_ranges(n_pages: int, processes: int) -> list[tuple[int, int]]:
@@ -168,7 +177,17 @@ def render_pool(processes: int) -> ProcessPoolExecutor:
     # each render process is a cheap fork of it.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(processes, mp_context=context)
+    return ProcessPoolExecutor(processes, mp_context=context, initializer=_start_render_process,
+                               initargs=(os.getcwd(),))
+
+
+def _start_render_process(folder: str) -> None:
+    # The forkserver keeps the folder it was started in: without this, a relative path would name another file
+    # in the render processes than the one the caller hashed.
+    os.chdir(folder)
+    # read_image applies max_image_pixels itself, from the header and with one message; Pillow's module-wide check
+    # would otherwise refuse images over twice its default first, with its own message and limit.
+    Image.MAX_IMAGE_PIXELS = None
 
 
 @dataclass
@@ -242,8 +261,11 @@ class _Pipeline:
         item = _InFlight(path)
         try:
             data = path.read_bytes()
+            problem = content_problem(path, data)
         except OSError as exc:
-            item.error = f"{path}: cannot read ({exc.strerror or exc})"
+            problem = f"cannot read ({exc.strerror or exc})"
+        if problem is not None:
+            item.error = str(InputError(problem, source=str(path)))
             return item
         item.sha256, item.size_bytes = hashlib.sha256(data).hexdigest(), len(data)
         with session_scope(self.settings) as session:
@@ -255,7 +277,7 @@ class _Pipeline:
             item.futures.append(self.pool.submit(read_image, path, self.spec))
         else:
             try:
-                item.title, item.n_pages = _pdf_outline(path, data)
+                item.title, item.n_pages = pdf_outline(path, data)
             except InputError as exc:
                 item.error = str(exc)
                 return item
@@ -272,7 +294,7 @@ class _Pipeline:
             except InputError as exc:  # raised in a render process; it pickles with its one-line message
                 item.error = str(exc)
             except OSError as exc:
-                item.error = f"{item.path}: cannot read ({exc.strerror or exc})"
+                item.error = str(InputError(f"cannot read ({exc.strerror or exc})", source=str(item.path)))
         if item.error is not None:
             self.report.errors.append(item.error)
         elif item.duplicate:
@@ -305,21 +327,3 @@ class _Pipeline:
             enqueue_indexing(self.settings, page_ids=self.to_queue[:n])
             self.report.queued_page_ids.extend(self.to_queue[:n])
             del self.to_queue[:n]
-
-
-def _pdf_outline(path: Path, data: bytes) -> tuple[str, int]:
-    """The PDF's title (metadata, else the file name) and page count.
-
-    Raises:
-        InputError: not a readable PDF, or it has no pages.
-    """
-    try:
-        pdf = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as exc:
-        raise InputError(f"not a readable PDF ({exc})", source=str(path)) from exc
-    try:
-        if len(pdf) == 0:
-            raise InputError("the PDF has no pages", source=str(path))
-        return (pdf.get_metadata_dict().get("Title") or "").strip() or path.stem, len(pdf)
-    finally:
-        pdf.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
 import redis
 from conftest import PDF_PAGES, make_image, make_pdf
 from sqlalchemy import select
@@ -15,8 +14,8 @@ from sqlalchemy import select
 from db.engine import session_scope
 from db.schema import Corpus, Document, Page
 from models.images import decode_image
-from pageqa.errors import InputError
-from scripts.ingest import RenderSpec, expand_paths, ingest_files, page_ranges, render_pdf_pages
+from scripts.ingest import RenderSpec, ingest_files, page_ranges, render_pdf_pages
+from scripts.ingest_inputs import expand_paths
 from scripts.progress import embed_and_wait
 from worker import broker
 
@@ -33,8 +32,8 @@ def _pages(settings, corpus: str) -> list[tuple[Document, Page]]:
 
 
 def test_pdf_and_images_are_stored_as_pages(settings, services, sample_docs):
-    files = expand_paths([sample_docs["pdf"], sample_docs["png"], sample_docs["root"] / "charts"])
-    assert [f.name for f in files] == ["report.pdf", "red.png", "blue.webp", "green.jpg"]
+    files, errors = expand_paths([sample_docs["pdf"], sample_docs["png"], sample_docs["root"] / "charts"])
+    assert [f.name for f in files] == ["report.pdf", "red.png", "blue.webp", "green.jpg"] and errors == []
     report = ingest_files(settings, corpus="ingest-a", files=files)
     assert report.errors == [] and report.pages == 6 and len(report.new_page_ids) == 6
 
@@ -84,13 +83,14 @@ def test_bad_files_are_named_and_good_ones_kept(settings, services, sample_docs,
     assert sources == ["red.png", "report.pdf"]
 
 
-def test_unsupported_and_missing_paths_are_refused(tmp_path):
+def test_unsupported_and_missing_paths_are_named_and_the_others_kept(tmp_path):
     text_file = tmp_path / "notes.txt"
     text_file.write_text("hello")
-    with pytest.raises(InputError, match="notes.txt: unsupported file type .txt"):
-        expand_paths([text_file])
-    with pytest.raises(InputError, match="nope.pdf: no such file"):
-        expand_paths([tmp_path / "nope.pdf"])
+    good = make_image(tmp_path / "good.png", (50, 40), (1, 2, 3))
+    files, errors = expand_paths([text_file, good, tmp_path / "nope.pdf"])
+    assert files == [good]
+    assert errors == [f"{text_file}: unsupported file type .txt (PDF, PNG, JPEG or WebP)",
+                      f"{tmp_path / 'nope.pdf'}: no such file or folder"]
 
 
 def test_pages_rendered_by_two_processes_match_the_serial_rendering(settings, services, tmp_path):
@@ -119,7 +119,8 @@ def test_folder_with_bad_files_keeps_the_good_ones_in_order(settings, services, 
     (folder / "b-corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage")
     make_image(folder / "c-good.png", (500, 400), (10, 120, 200))
     (folder / "d-corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")  # fails in a render process
-    files = expand_paths([folder])
+    files, errors = expand_paths([folder])
+    assert errors == []
 
     seen = []
     report = ingest_files(settings.model_copy(update={"ingest_processes": 2}), corpus="ingest-mixed", files=files,
