@@ -65,19 +65,27 @@ def tiny_models(settings):
     return make_tiny(settings.home_dir / "models" / "tiny")
 
 
-@pytest.fixture(scope="session")
-def worker(settings, services, tiny_models) -> Iterator[object]:
-    """A real ``pageqa worker --device cpu`` process consuming the real Redis queue."""
+def start_worker(env: dict[str, str], log_path: Path, *, beat: bool = False, timeout_s: float = 180):
+    """A real ``pageqa worker --device cpu`` child process with environment ``env``, once its log says ready."""
     from worker.process import spawn_worker, stop_worker
 
-    log_path = settings.home_dir / "logs" / "test-worker.log"
-    proc = spawn_worker(env=dict(os.environ), log_path=log_path, device="cpu")
-    deadline = time.monotonic() + 180
+    proc = spawn_worker(env=env, log_path=log_path, device="cpu", beat=beat)
+    deadline = time.monotonic() + timeout_s
     while b"ready." not in (log_path.read_bytes() if log_path.exists() else b""):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_worker(proc)
             pytest.fail(f"worker did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def worker(settings, services, tiny_models) -> Iterator[object]:
+    """A real ``pageqa worker --device cpu`` process consuming the real Redis queue."""
+    from worker.process import stop_worker
+
+    log_path = settings.home_dir / "logs" / "test-worker.log"
+    proc = start_worker(dict(os.environ), log_path)
     yield proc
     code = stop_worker(proc)
     assert code == 0, f"worker exited with {code}:\n{log_path.read_text()[-3000:]}"

@@ -14,14 +14,18 @@ from pathlib import Path
 from pageqa.settings import Settings
 
 
-def spawn_worker(*, env: dict[str, str], log_path: Path, device: str = "cpu", gpu: int | None = None) -> subprocess.Popen:
-    """Start ``pageqa worker`` in a child process writing its log to ``log_path``.
+def spawn_worker(
+    *, env: dict[str, str], log_path: Path, device: str = "cpu", gpu: int | None = None, beat: bool = False,
+) -> subprocess.Popen:
+    """Start ``pageqa worker`` in a child process writing its log to ``log_path`` (``beat``: with the reconciler's
+    beat schedule).
 
     ``env`` is the child's whole environment (pass ``PAGEQA_*`` there). Returns the process handle.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "scripts.cli", "worker", "--loglevel", "INFO"]
     args += ["--gpu", str(gpu)] if gpu is not None else ["--device", device]
+    args += ["--beat"] if beat else []
     with log_path.open("ab") as log:
         return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
