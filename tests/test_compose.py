@@ -30,6 +30,8 @@ def test_each_worker_reserves_one_gpu_after_migrations():
         assert svc["command"][:3] == ["worker", "--gpu", "0"], name
         assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert "PAGEQA_DATABASE_URL" in svc["environment"] and "PAGEQA_BROKER_URL" in svc["environment"]
+        grace = svc.get("stop_grace_period", "10s")  # Docker's default: SIGKILL 10 s after SIGTERM
+        assert grace.endswith("m") or int(grace.rstrip("s")) >= 60, f"{name}: a micro-batch needs time to end"
     beats = [name for name, svc in workers.items() if "--beat" in svc["command"]]
     assert len(beats) == 1, f"exactly one worker schedules the reconciler, not {beats}"
 
