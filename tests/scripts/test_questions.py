@@ -9,7 +9,12 @@ import json
 import pytest
 
 from pageqa.errors import InputError
-from scripts.questions import MAX_LINE_CHARS, MAX_QUESTION_CHARS, ErrorLog, open_question_file
+from scripts.questions import (
+    MAX_LINE_CHARS,
+    MAX_QUESTION_CHARS,
+    ErrorLog,
+    open_question_file,
+)
 
 
 def read_all(path, **kwargs):
