@@ -123,23 +123,63 @@ def _unindexed(stmt, *, visual_model: str | None, text_model: str):
 
 def pages_to_index(session: Session, *, corpus_id: int, visual_model: str | None, text_model: str) -> list[int]:
     """Ids of the corpus's pages not fully indexed yet (text passages of ``text_model``, and the multi-vector of
-    ``visual_model`` unless None), in document and page order."""
+    ``visual_model`` unless None) and not failed (``index_error``), in document and page order."""
     stmt = (
         select(Page.id)
         .join(Document, Document.id == Page.document_id)
-        .where(Document.corpus_id == corpus_id)
+        .where(Document.corpus_id == corpus_id, Page.index_error.is_(None))
         .order_by(Page.document_id, Page.page_number)
     )
     return list(session.scalars(_unindexed(stmt, visual_model=visual_model, text_model=text_model)))
 
 
-def count_indexed(session: Session, *, corpus_id: int, visual_model: str | None, text_model: str) -> tuple[int, int]:
-    """(indexed pages, all pages) of the corpus, as :func:`pages_to_index` defines indexed."""
+@dataclass(frozen=True)
+class IndexProgress:
+    """Pages of a corpus: fully indexed, failed (not indexed, with an ``index_error``), and in all."""
+
+    indexed: int
+    failed: int
+    total: int
+
+    @property
+    def ended(self) -> bool:
+        """Whether no page is left waiting for a worker."""
+        return self.indexed + self.failed >= self.total
+
+
+def count_indexed(session: Session, *, corpus_id: int, visual_model: str | None, text_model: str) -> IndexProgress:
+    """Indexed, failed and all pages of the corpus, as :func:`pages_to_index` defines indexed."""
     total = count_pages(session, corpus_id=corpus_id)
-    base = select(func.count(Page.id)).join(Document, Document.id == Page.document_id)
+    base = select(func.count(Page.id), func.count(Page.index_error)).join(Document, Document.id == Page.document_id)
     base = base.where(Document.corpus_id == corpus_id)
-    missing = session.scalar(_unindexed(base, visual_model=visual_model, text_model=text_model)) or 0
-    return total - missing, total
+    missing, failed = session.execute(_unindexed(base, visual_model=visual_model, text_model=text_model)).one()
+    return IndexProgress(total - missing, failed, total)
+
+
+def record_index_errors(session: Session, *, errors: dict[int, str]) -> None:
+    """Store each page's one-line indexing error (``{page_id: error}``)."""
+    if errors:
+        session.execute(update(Page), [{"id": pid, "index_error": e[:2000]} for pid, e in errors.items()])
+
+
+def index_errors(session: Session, *, corpus_id: int) -> list[str]:
+    """One line per failed page of the corpus: ``"<document> page <n>: cannot index (<error>)"``."""
+    stmt = (
+        select(Document.source, Page.page_number, Page.index_error)
+        .join(Document, Document.id == Page.document_id)
+        .where(Document.corpus_id == corpus_id, Page.index_error.is_not(None))
+        .order_by(Page.document_id, Page.page_number)
+    )
+    return [f"{source} page {n}: cannot index ({error})" for source, n, error in session.execute(stmt)]
+
+
+def clear_index_errors(session: Session, *, corpus_id: int) -> int:
+    """Forget the corpus's indexing errors, so its failed pages are queued again; returns how many."""
+    docs = select(Document.id).where(Document.corpus_id == corpus_id)
+    result = session.execute(
+        update(Page).where(Page.document_id.in_(docs), Page.index_error.is_not(None)).values(index_error=None)
+    )
+    return result.rowcount
 
 
 def count_pages(session: Session, *, corpus_id: int) -> int:

@@ -102,6 +102,10 @@ class Page(Base):
     text_indexed_by: Mapped[str | None] = mapped_column(
         Text, doc="Text model whose passages are stored for this page (None: not indexed yet)."
     )
+    index_error: Mapped[str | None] = mapped_column(
+        Text, doc="Why the last indexing of this page failed (one line); such a page is not queued again until "
+                  "its errors are cleared (pageqa ingest --retry-failed)."
+    )
     tsv: Mapped[str] = mapped_column(
         TSVECTOR, Computed("to_tsvector('english', text)", persisted=True), doc="Full-text search vector."
     )

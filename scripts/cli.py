@@ -146,10 +146,12 @@ def ingest(
     paths: Annotated[list[str], typer.Argument(help="PDFs, PNG/JPEG/WebP images, or folders of them.")],
     corpus: Annotated[str, typer.Option(help="Corpus name (created when missing).")],
     wait: Annotated[bool, typer.Option(help="Wait until the workers have embedded every page.")] = True,
+    retry_failed: Annotated[bool, typer.Option(help="Queue again the corpus's pages whose indexing failed.")] = False,
 ) -> None:
     """Ingest documents into a corpus: rasterise (PAGEQA_INGEST_PROCESSES processes), store page images and text,
     queue each document's pages for embedding as soon as it is stored. A bad file or path is one error line; the
-    others are ingested, and the exit code is 1."""
+    others are ingested, and the exit code is 1. So is a page the workers could not index (its error is listed;
+    --retry-failed queues such pages again)."""
     from scripts import progress
     from scripts.ingest import IngestReport, ingest_files
     from scripts.ingest_inputs import expand_paths
@@ -163,8 +165,14 @@ def ingest(
     for error in report.errors:
         err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
     console.print(f"{len(report.added)} documents added ({report.pages} pages), {len(report.duplicates)} duplicates skipped")
-    progress.embed_and_wait(settings, corpus=corpus, wait=wait, queued=report.queued_page_ids)
-    if report.errors:
+    unindexed = progress.embed_and_wait(settings, corpus=corpus, wait=wait, queued=report.queued_page_ids,
+                                        retry_failed=retry_failed)
+    for error in unindexed:
+        err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
+    if unindexed:
+        err_console.print(f"{len(unindexed)} pages of the corpus are not indexed; after fixing the cause, run this "
+                          "ingest again with --retry-failed", highlight=False)
+    if report.errors or unindexed:
         raise typer.Exit(1)
 
 

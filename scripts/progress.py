@@ -48,11 +48,15 @@ def _check(alive: Callable[[], bool] | None) -> None:
 
 def embed_and_wait(
     settings: Settings, *, corpus: str, wait: bool, alive: Callable[[], bool] | None = None,
-    queued: Collection[int] = (),
-) -> None:
+    queued: Collection[int] = (), retry_failed: bool = False,
+) -> list[str]:
     """Queue every page of the corpus not yet indexed for the configured model set (OCR, passages, multi-vector),
-    except the ``queued`` page ids (already queued, e.g. by ``ingest_files(enqueue=True)``); optionally wait for
-    the workers to finish them all.
+    except the ``queued`` page ids (already queued, e.g. by ``ingest_files(enqueue=True)``) and pages whose
+    indexing failed (unless ``retry_failed``: their errors are cleared and they are queued again); optionally wait
+    until no page is left waiting for the workers.
+
+    Returns:
+        One line per page of the corpus that could not be indexed (empty without ``wait``).
 
     Raises:
         ServiceError: ``alive()`` returned False while waiting (the worker this run depends on has exited).
@@ -62,22 +66,28 @@ def embed_and_wait(
               "text_model": ids["text"]}
     with session_scope(settings) as session:
         corpus_id = corpus_db.get_corpus(session, name=corpus).id
+        if retry_failed:
+            corpus_db.clear_index_errors(session, corpus_id=corpus_id)
         todo = corpus_db.pages_to_index(session, corpus_id=corpus_id, **models)
     already = set(queued)
     if to_send := [page_id for page_id in todo if page_id not in already]:
         enqueue_indexing(settings, page_ids=to_send)
-    if not wait or not todo:
-        return
+    if not wait:
+        return []
     with _progress() as progress:
         task = progress.add_task("indexing pages (needs a running worker)", total=None)
         while True:
             with session_scope(settings) as session:
-                done, total = corpus_db.count_indexed(session, corpus_id=corpus_id, **models)
-            progress.update(task, completed=done, total=total)
-            if done >= total:
-                return
+                state = corpus_db.count_indexed(session, corpus_id=corpus_id, **models)
+            progress.update(task, completed=state.indexed + state.failed, total=state.total)
+            if state.ended:
+                break
             _check(alive)
             time.sleep(POLL_S)
+    if not state.failed:
+        return []
+    with session_scope(settings) as session:
+        return corpus_db.index_errors(session, corpus_id=corpus_id)
 
 
 def watch_job(settings: Settings, *, job_id: str, alive: Callable[[], bool] | None = None) -> JobStatusView:

@@ -9,9 +9,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-import psycopg
 from PIL import Image
-from sqlalchemy import exc as sa_exc
 
 from db import corpus as corpus_db
 from db import jobs as jobs_db
@@ -23,7 +21,7 @@ from models.images import decode_image
 from models.pipeline import ChunkQuestion, Options
 from pageqa.settings import Settings, get_settings
 from tasks.enqueue import ANSWER_CHUNK
-from tasks.guard import ChunkStopped, Guard, ShutdownRequested
+from tasks.guard import TRANSIENT, ChunkStopped, Guard, ShutdownRequested, one_line
 from tasks.retrieval import retrieve
 from tasks.reuse import dedup_key, settings_fingerprint
 from worker import resident
@@ -31,10 +29,6 @@ from worker.app import app
 
 log = logging.getLogger(__name__)
 
-
-#: Errors that say a service is briefly unreachable (a PostgreSQL restart), not that the questions are bad: the task
-#: is retried as a whole with backoff and takes its questions back (:func:`db.lifecycle.claim_questions`).
-TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 #: Longest delay, in seconds, before a failed question's next attempt.
 MAX_BACKOFF_S = 600.0
@@ -58,7 +52,7 @@ def answer_chunk(self, question_ids: list[int], enqueued_at: float | None = None
     failing question goes back to the queue with exponential backoff, and is ``failed`` with its error after
     ``max_attempts`` claims. A task that runs past ``chunk_time_budget_seconds``, or whose worker is shutting
     down, stops at its next micro-batch and hands its unanswered questions back (:mod:`tasks.guard`). A database
-    error retries the whole task with backoff (:data:`TRANSIENT`). Each job's share of the chunk is recorded in
+    error retries the whole task with backoff (:data:`tasks.guard.TRANSIENT`). Each job's share of the chunk is recorded in
     ``chunk_runs`` (queue wait from ``enqueued_at``, Unix seconds, when the sender gave it).
     """
     settings = get_settings()
@@ -98,7 +92,7 @@ def _answer(
         solver.solve([q for q in questions if q.question_id not in reused])
     except ChunkStopped as stop:
         with session_scope(settings) as session:
-            run.record(session, error=_one_line(stop))
+            run.record(session, error=one_line(stop))
         raise
     retry: dict[float, list[int]] = {}
     with session_scope(settings) as session:
@@ -127,11 +121,11 @@ def _hand_back(settings: Settings, question_ids: list[int], stop: ChunkStopped) 
     shutdown = isinstance(stop, ShutdownRequested)
     delay = 0.0 if shutdown else settings.retry_backoff_seconds
     with session_scope(settings) as session:
-        back = lifecycle.release(session, ids=question_ids, error=_one_line(stop),
+        back = lifecycle.release(session, ids=question_ids, error=one_line(stop),
                                  max_attempts=settings.max_attempts, delay_s=delay, refund=shutdown)
         if back.failed:
             lifecycle.finish_jobs(session, job_ids=lifecycle.job_ids_of(session, question_ids=back.failed))
-    log.warning("%s: %d questions handed back, %d failed after %d attempts", _one_line(stop), len(back.requeued),
+    log.warning("%s: %d questions handed back, %d failed after %d attempts", one_line(stop), len(back.requeued),
                 len(back.failed), settings.max_attempts)
     _send(settings, back.requeued, chunk_size=settings.chunk_size if shutdown else 1, countdown=delay)
 
@@ -154,7 +148,7 @@ class _Solver:
         self.written = 0
 
     def solve(self, batch: list[ChunkQuestion]) -> None:
-        """Answer ``batch``, splitting it on a model or data error; :data:`TRANSIENT` errors and
+        """Answer ``batch``, splitting it on a model or data error; :data:`~tasks.guard.TRANSIENT` errors and
         :class:`~tasks.guard.ChunkStopped` propagate."""
         if not batch:
             return
@@ -165,10 +159,10 @@ class _Solver:
         except Exception as exc:  # any model or data error fails these questions, never the worker
             if len(batch) == 1:
                 log.exception("question %d of %s failed", batch[0].question_id, self.job.id)
-                self.failures[batch[0].question_id] = _one_line(exc)
+                self.failures[batch[0].question_id] = one_line(exc)
                 return
             log.warning("%d questions of %s failed together (%s); splitting them", len(batch), self.job.id,
-                        _one_line(exc))
+                        one_line(exc))
             half = len(batch) // 2
             self.solve(batch[:half])
             self.solve(batch[half:])
@@ -287,8 +281,3 @@ def _images(settings: Settings, page_ids: Sequence[int]) -> dict[int, Image.Imag
 def _texts(settings: Settings, page_ids: Sequence[int]) -> dict[int, str]:
     with session_scope(settings) as session:
         return corpus_db.page_texts(session, page_ids=page_ids)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -5,6 +5,7 @@ embeddings, and, when the model set has a visual retriever, the ColQwen2 multi-v
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from db import corpus as corpus_db
 from db import multivector as mv
@@ -16,16 +17,24 @@ from models.pooling import pool_pages
 from models.retriever import COLPALI_VERSION
 from pageqa.settings import Settings, get_settings
 from tasks.enqueue import INDEX_PAGES
+from tasks.guard import TRANSIENT, one_line
 from worker import resident
 from worker.app import app
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name=INDEX_PAGES)
+@app.task(name=INDEX_PAGES, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=60, retry_jitter=False,
+          max_retries=30)
 def index_pages(page_ids: list[int]) -> int:
     """Index the pages with these ids, skipping what is already done for the resident models; returns the pages
-    whose text index was (re)built."""
+    whose text index was (re)built.
+
+    A page that cannot be indexed (a model or data error) gets its one-line error in ``pages.index_error`` and the
+    others are indexed: a failing visual batch is embedded again page by page to find the failing pages. Ingest
+    stops waiting for failed pages and lists them. A database error retries the whole task with backoff
+    (:data:`tasks.guard.TRANSIENT`); the work is idempotent.
+    """
     settings = get_settings()
     pipe = resident.pipeline(settings)
     with session_scope(settings) as session:
@@ -34,14 +43,40 @@ def index_pages(page_ids: list[int]) -> int:
             corpus_db.pages_needing_tiers(session, page_ids=page_ids, model_id=pipe.retriever.model_id)
             if pipe.retriever else ([], [])
         )
+    failed: dict[int, str] = {}
     text_todo = [p for p in pages if p.text_indexed_by != pipe.text_encoder.model_id]
     for page in text_todo:
-        _index_text(settings, page)
-    if to_embed or to_pool:
-        _index_visual(settings, [p for p in pages if p.id in set(to_embed)], [p for p in pages if p.id in set(to_pool)])
-    log.info("indexed %d pages (%d text, %d embedded, %d pooled from stored vectors)",
-             len(pages), len(text_todo), len(to_embed), len(to_pool))
+        _isolated(failed, [page], lambda one: _index_text(settings, one[0]))
+    embed = [p for p in pages if p.id in set(to_embed) and p.id not in failed]
+    pool = [p for p in pages if p.id in set(to_pool) and p.id not in failed]
+    if embed or pool:
+        both = embed + pool
+        _isolated(failed, both, lambda some: _index_visual(
+            settings, [p for p in some if p in embed], [p for p in some if p in pool]))
+    if failed:
+        with session_scope(settings) as session:
+            corpus_db.record_index_errors(session, errors=failed)
+    log.info("indexed %d pages (%d text, %d embedded, %d pooled from stored vectors, %d failed)",
+             len(pages), len(text_todo), len(embed), len(pool), len(failed))
     return len(text_todo)
+
+
+def _isolated(failed: dict[int, str], pages: list[Page], run: Callable[[list[Page]], None]) -> None:
+    """``run(pages)``; on a model or data error, ``run`` each page alone and note the pages that still fail in
+    ``failed`` (page id -> one-line error). Transient errors propagate."""
+    try:
+        run(pages)
+        return
+    except TRANSIENT:
+        raise
+    except Exception as exc:  # a bad page must not keep the others unindexed
+        if len(pages) == 1:
+            log.exception("page %d cannot be indexed", pages[0].id)
+            failed[pages[0].id] = one_line(exc)
+            return
+        log.warning("indexing %d pages failed together (%s); indexing them one by one", len(pages), one_line(exc))
+    for page in pages:
+        _isolated(failed, [page], run)
 
 
 def _index_text(settings: Settings, page: Page) -> None:

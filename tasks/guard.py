@@ -1,4 +1,5 @@
-"""The answering task's time budget and soft shutdown.
+"""How tasks meet trouble: transient errors (retried as a whole), and the answering task's time budget and soft
+shutdown.
 
 Celery's solo pool (one GPU worker, one task at a time) enforces no time limit, and its warm shutdown waits for
 the running task however long it takes. So the task checks for itself, before every micro-batch
@@ -13,7 +14,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import psycopg
+from sqlalchemy import exc as sa_exc
+
+#: Errors that say a service is briefly unreachable (a PostgreSQL restart), not that the work is bad: a task retries
+#: as a whole with backoff (answering takes its questions back: :func:`db.lifecycle.claim_questions`).
+TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
 _shutdown = threading.Event()
+
+
+def one_line(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` on one line, as stored in ``last_error`` and ``index_error``."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class ChunkStopped(Exception):
