@@ -162,38 +162,43 @@ class Reconciled:
     job_ids: list[str]
 
 
-def reconcile(session: Session, *, max_attempts: int, requeue_after_s: float) -> Reconciled:
+def reconcile(
+    session: Session, *, max_attempts: int, requeue_after_s: float, resend_stale: bool = True, limit: int = 50_000,
+) -> Reconciled:
     """One reconciler pass, in the caller's transaction (the caller sends the tasks after it commits):
 
     * ``running`` questions whose lease expired (their worker died or stalled) go back to ``queued``, or to
       ``failed`` when they used their ``max_attempts`` claims, keeping the last error;
-    * ``queued`` questions (not in-job duplicates) whose task was sent ``requeue_after_s`` seconds ago or more are
-      sent again: a broker that lost its messages, or a task that failed to send, leaves them there.
+    * with ``resend_stale`` (the caller found no message waiting in the broker's queue, so none can still carry
+      them), ``queued`` questions (not in-job duplicates) whose task was sent ``requeue_after_s`` seconds ago or
+      more are sent again: a broker that lost its messages, or a send that failed, leaves them there. Without
+      that check, every question of a long backlog still waiting in line would be sent again each pass.
+
+    At most ``limit`` questions of each kind per pass (a broker loss under a million-question backlog is worked
+    off over several passes, in id order).
     """
     expired = (Question.status == QuestionStatus.running) & (Question.lease_expires_at < func.now())
     spent = Question.attempts >= max_attempts
-    failed = list(session.scalars(
-        update(Question).where(expired | (Question.status == QuestionStatus.queued), spent)
-        .values(status=QuestionStatus.failed, last_error=func.concat(
-            f"gave up after {max_attempts} attempts; last: ",
-            func.coalesce(Question.last_error, "the worker holding it stopped answering (lease expired)")))
-        .returning(Question.id)
-    ))
-    revived = list(session.scalars(
-        update(Question).where(expired).values(status=QuestionStatus.queued, lease_expires_at=None)
-        .returning(Question.id)
-    ))
-    stale = func.now() - dt.timedelta(seconds=requeue_after_s)
-    requeue = list(session.scalars(
-        update(Question)
-        .where(Question.status == QuestionStatus.queued, Question.duplicate_of.is_(None),
-               Question.enqueued_at <= stale)
-        .values(enqueued_at=func.now())
-        .returning(Question.id)
-    ))
-    requeue = sorted(set(requeue) | set(revived))
+
+    def first(where) -> list[int]:
+        return list(session.scalars(select(Question.id).where(where).order_by(Question.id).limit(limit)
+                                    .with_for_update(skip_locked=True)))
+
+    failed = first((expired | (Question.status == QuestionStatus.queued)) & spent)
+    if failed:
+        session.execute(update(Question).where(Question.id.in_(failed)).values(
+            status=QuestionStatus.failed, last_error=func.concat(
+                f"gave up after {max_attempts} attempts; last: ",
+                func.coalesce(Question.last_error, "the worker holding it stopped answering (lease expired)"))))
+    revived = first(expired & ~spent)
+    stale = []
+    if resend_stale:
+        stale = first((Question.status == QuestionStatus.queued) & Question.duplicate_of.is_(None) & ~spent
+                      & (Question.enqueued_at <= func.now() - dt.timedelta(seconds=requeue_after_s)))
+    requeue = sorted(set(revived) | set(stale))
     if requeue:
-        session.execute(update(Question).where(Question.id.in_(requeue)).values(enqueued_at=func.now()))
+        session.execute(update(Question).where(Question.id.in_(requeue)).values(
+            status=QuestionStatus.queued, lease_expires_at=None, enqueued_at=func.now()))
     job_ids = job_ids_of(session, question_ids=requeue + failed)
     if failed:
         finish_jobs(session, job_ids=job_ids)

@@ -43,3 +43,15 @@ def enqueue_questions(settings: Settings, *, question_ids: Iterable[int], chunk_
         app.send_task(ANSWER_CHUNK, args=[chunk], kwargs={"enqueued_at": time.time()}, queue=settings.worker_queue)
         sent += 1
     return sent
+
+
+def waiting_tasks(settings: Settings) -> int:
+    """Messages waiting in the worker queue, not yet delivered to any worker (0 when the broker has no such queue:
+    Redis drops an empty list, and a restarted Redis has none)."""
+    from kombu.exceptions import ChannelError
+
+    with get_app(settings).connection_for_write() as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=settings.worker_queue, passive=True).message_count
+        except ChannelError:
+            return 0

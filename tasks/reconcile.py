@@ -9,7 +9,7 @@ import logging
 from db import lifecycle
 from db.engine import session_scope
 from pageqa.settings import Settings, get_settings
-from tasks.enqueue import RECONCILE, enqueue_questions
+from tasks.enqueue import RECONCILE, enqueue_questions, waiting_tasks
 from worker.app import app
 
 log = logging.getLogger(__name__)
@@ -22,10 +22,12 @@ def reconcile() -> int:
 
 
 def run_reconciler(settings: Settings) -> int:
-    """One pass (:func:`db.lifecycle.reconcile`), committed before its tasks are sent; returns the questions sent again."""
+    """One pass (:func:`db.lifecycle.reconcile`), committed before its tasks are sent; returns the questions sent
+    again. Stale queued questions are sent again only when no message waits in the worker queue."""
+    idle = waiting_tasks(settings) == 0
     with session_scope(settings) as session:
         done = lifecycle.reconcile(session, max_attempts=settings.max_attempts,
-                                 requeue_after_s=settings.requeue_after_seconds)
+                                   requeue_after_s=settings.requeue_after_seconds, resend_stale=idle)
     if done.requeue:
         enqueue_questions(settings, question_ids=done.requeue, chunk_size=settings.chunk_size)
     if done.requeue or done.failed:

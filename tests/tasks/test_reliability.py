@@ -74,3 +74,29 @@ def test_a_recent_task_is_not_sent_again(settings, corpus_id):
     assert [q.status for q in _rows(settings, job_id)] == [QuestionStatus.queued]
     with session_scope(settings) as session:  # tidy: the test's job must not be picked up by later passes
         lifecycle.cancel_job(session, job_id=job_id)
+
+
+def test_stale_questions_are_not_sent_again_while_tasks_wait_in_the_queue(settings, corpus_id):
+    """A long backlog is not a lost one: while messages wait in the worker queue, the reconciler cannot tell a
+    lost task from one waiting in line, so it sends nothing; once the queue is empty, it sends the stale ones."""
+    from tasks.enqueue import ANSWER_CHUNK, waiting_tasks
+    from worker.app import get_app
+
+    idle = settings.model_copy(update={"worker_queue": "reliability-unconsumed"})  # a queue no worker reads
+    job_id, ids = _job_without_tasks(settings, corpus_id, ["waiting behind a backlog?"])
+    with session_scope(settings) as session:
+        session.execute(update(Question).where(Question.id == ids[0])
+                        .values(enqueued_at=func.now() - func.make_interval(0, 0, 0, 0, 1)))
+    app = get_app(settings)
+    app.send_task(ANSWER_CHUNK, args=[[]], queue=idle.worker_queue)  # a backlog of one task (claims nothing)
+    assert waiting_tasks(idle) == 1
+    assert run_reconciler(idle) == 0
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(idle.worker_queue)
+    assert waiting_tasks(idle) == 0
+    assert run_reconciler(idle) == 1, "with nothing in line, the stale question is sent again"
+    assert waiting_tasks(idle) == 1
+    with session_scope(settings) as session:
+        lifecycle.cancel_job(session, job_id=job_id)
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(idle.worker_queue)
