@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kombu.exceptions import OperationalError as KombuOperationalError
+
 from db import corpus as corpus_db
 from db import jobs as jobs_db
 from db.engine import session_scope
-from pageqa.errors import InputError
+from pageqa.errors import InputError, ServiceError
 from pageqa.settings import Settings
 from scripts.questions import (
     MAX_KEPT_ERRORS,
@@ -61,6 +63,7 @@ def submit_file(
     Raises:
         InputError: the file is unreadable or empty, has no valid row, or (``strict``) has any invalid row.
         NotFoundError: the corpus does not exist.
+        ServiceError: the job is stored but the broker cannot be reached (the message names the job).
     """
     start = time.perf_counter()
     errors = ErrorLog(keep=max_errors)
@@ -80,9 +83,16 @@ def submit_file(
             raise InputError(f"no valid question{first}", source=str(path))
     stored_at = time.perf_counter()
     chunk = int(options.get("chunk_size") or settings.chunk_size)
-    with session_scope(settings) as session:  # after the commit above: a worker finds every row it is sent
-        ids = jobs_db.iter_question_ids(session, job_id=stored.id, to_enqueue=True)
-        tasks = enqueue_questions(settings, question_ids=ids, chunk_size=chunk)
+    try:
+        with session_scope(settings) as session:  # after the commit above: a worker finds every row it is sent
+            ids = jobs_db.iter_question_ids(session, job_id=stored.id, to_enqueue=True)
+            tasks = enqueue_questions(settings, question_ids=ids, chunk_size=chunk)
+    except KombuOperationalError as exc:  # the job is stored: PostgreSQL, not the broker, is the source of truth
+        raise ServiceError(
+            f"job {stored.id} is stored ({stored.total} questions) but the broker cannot be reached "
+            f"({' '.join(str(exc).split())}); the reconciler sends its questions once the broker and a worker are "
+            f"back (within PAGEQA_REQUEUE_AFTER_SECONDS, {settings.requeue_after_seconds} s)"
+        ) from None
     return Submitted(stored.id, stored.total, stored.duplicates, [str(e) for e in errors.kept], questions.notes,
                      errors.count, tasks, stored_at - start, time.perf_counter() - stored_at)
 

@@ -22,6 +22,7 @@ from typing import TextIO
 from pageqa.errors import InputError
 
 MAX_QUESTION_CHARS = 4000
+MAX_CUSTOM_ID_CHARS = 512  # a key to join results by, not a payload
 #: Longest line read, in characters: the csv module's default field limit. A question at the length limit needs at
 #: most 24,000 characters even with every character JSON-escaped as ``\\uXXXX``.
 MAX_LINE_CHARS = 131_072
@@ -281,6 +282,8 @@ def _row(path: Path, line: int, record: dict, document_field: str) -> QuestionRo
     if None in record:
         raise InputError("the row has more fields than the header", source=str(path), line=line)
     custom_id = str(custom_id).strip()
+    if len(custom_id) > MAX_CUSTOM_ID_CHARS:
+        raise InputError(f"custom_id is longer than {MAX_CUSTOM_ID_CHARS} characters", source=str(path), line=line)
     document = record.get(document_field)
     document = str(document).strip() if document not in (None, "") else None
     for name, value in (("custom_id", custom_id), ("question", question), (document_field, document)):

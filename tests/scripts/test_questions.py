@@ -10,6 +10,7 @@ import pytest
 
 from pageqa.errors import InputError
 from scripts.questions import (
+    MAX_CUSTOM_ID_CHARS,
     MAX_LINE_CHARS,
     MAX_QUESTION_CHARS,
     ErrorLog,
@@ -146,14 +147,17 @@ def test_length_limit_and_missing_question_name_their_line(tmp_path):
         {"custom_id": "over", "question": "y" * (MAX_QUESTION_CHARS + 1)},
         {"custom_id": "no-question", "text": "wrong key"},
         {"custom_id": "number", "question": 42},
+        {"custom_id": "k" * MAX_CUSTOM_ID_CHARS, "question": "a long key?"},
+        {"custom_id": "k" * (MAX_CUSTOM_ID_CHARS + 1), "question": "a key too long?"},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     rows, parsed = read_all(path)
-    assert [(r.custom_id, len(r.question)) for r in rows] == [("at-limit", MAX_QUESTION_CHARS)]
+    assert [(r.custom_id[:8], len(r.question)) for r in rows] == [("at-limit", MAX_QUESTION_CHARS), ("kkkkkkkk", 11)]
     assert [str(e) for e in parsed.errors.kept] == [
         f"{path}:2: question is longer than {MAX_QUESTION_CHARS} characters",
         f"{path}:3: question is missing or empty",
         f"{path}:4: question is missing or empty",
+        f"{path}:6: custom_id is longer than {MAX_CUSTOM_ID_CHARS} characters",
     ]
 
 

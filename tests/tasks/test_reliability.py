@@ -100,3 +100,27 @@ def test_stale_questions_are_not_sent_again_while_tasks_wait_in_the_queue(settin
         lifecycle.cancel_job(session, job_id=job_id)
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(idle.worker_queue)
+
+
+def test_a_submit_whose_broker_is_down_keeps_the_job_and_the_reconciler_sends_it(settings, corpus_id, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "offline-broker.jsonl"
+    path.write_text('{"custom_id": "a", "question": "How many cracks were found?"}\n'
+                    '{"custom_id": "b", "question": "How many tonnes of apples?"}\n')
+    env = {**os.environ, "PAGEQA_BROKER_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
+    run = subprocess.run([sys.executable, "-m", "scripts.cli", "submit", str(path), "--corpus", CORPUS], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    message = run.stderr.strip()
+    assert message.startswith("error: job job_") and "is stored (2 questions) but the broker cannot be reached" in message
+    job_id = message.split()[2]
+    assert [q.status for q in _rows(settings, job_id)] == [QuestionStatus.queued] * 2
+    with session_scope(settings) as session:  # as if PAGEQA_REQUEUE_AFTER_SECONDS had passed
+        session.execute(update(Question).where(Question.job_id == job_id)
+                        .values(enqueued_at=func.now() - func.make_interval(0, 0, 0, 0, 1)))
+    assert run_reconciler(settings) == 2
+    wait_for(lambda: _status(settings, job_id) is JobStatus.completed, timeout_s=120, what="the job to complete")
+    assert [q.status for q in _rows(settings, job_id)] == [QuestionStatus.answered] * 2
