@@ -17,7 +17,7 @@ from pageqa.errors import InputError, NotFoundError
 
 def claim_questions(
     session: Session, *, ids: Sequence[int], worker: str | None = None, lease_s: float = 1800.0,
-    max_attempts: int | None = None,
+    max_attempts: int | None = None, take_over: Sequence[str] = (),
 ) -> list[Question]:
     """Lock the due ``queued`` questions among ``ids``, mark them ``running`` under a lease of ``lease_s`` seconds
     held by ``worker``, and count an attempt.
@@ -26,10 +26,11 @@ def claim_questions(
     no work twice; so are questions that used up ``max_attempts`` (the reconciler fails them) and questions whose
     retry is not due yet (``enqueued_at`` in the future: :func:`release` set a backoff). Questions ``running``
     under this same ``worker`` are taken back without counting an attempt: a worker runs one task at a time, so
-    they belong to an earlier task of its own that a transient error (a database restart) interrupted. The job
-    moves to ``in_progress`` on its first claim.
+    they belong to an earlier task of its own that a transient error (a database restart) interrupted. So are
+    questions held by the workers in ``take_over``: a task retried after such an error names the workers whose
+    attempt it continues, and another worker may run it. The job moves to ``in_progress`` on its first claim.
     """
-    mine = (Question.status == QuestionStatus.running) & (Question.worker == worker)
+    mine = (Question.status == QuestionStatus.running) & Question.worker.in_([worker, *take_over])
     due = (Question.status == QuestionStatus.queued) & (Question.enqueued_at <= func.now())
     stmt = select(Question).where(Question.id.in_(ids), due | mine if worker is not None else due)
     if max_attempts is not None:

@@ -39,9 +39,10 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@app.task(name=ANSWER_CHUNK, bind=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=60,
-          retry_jitter=False, max_retries=30)
-def answer_chunk(self, question_ids: list[int], enqueued_at: float | None = None) -> int:
+@app.task(name=ANSWER_CHUNK, bind=True, max_retries=30)
+def answer_chunk(
+    self, question_ids: list[int], enqueued_at: float | None = None, held_by: list[str] | None = None,
+) -> int:
     """Answer the due questions among ``question_ids``; returns how many got an answer (by reuse too).
 
     The questions are claimed (``running``) in one transaction. Those with a reusable answer (same tenant, corpus,
@@ -51,17 +52,29 @@ def answer_chunk(self, question_ids: list[int], enqueued_at: float | None = None
     questions stand alone (:class:`_Solver`), so one bad question never costs the others their answer; each
     failing question goes back to the queue with exponential backoff, and is ``failed`` with its error after
     ``max_attempts`` claims. A task that runs past ``chunk_time_budget_seconds``, or whose worker is shutting
-    down, stops at its next micro-batch and hands its unanswered questions back (:mod:`tasks.guard`). A database
-    error retries the whole task with backoff (:data:`tasks.guard.TRANSIENT`). Each job's share of the chunk is recorded in
-    ``chunk_runs`` (queue wait from ``enqueued_at``, Unix seconds, when the sender gave it).
+    down, stops at its next micro-batch and hands its unanswered questions back (:mod:`tasks.guard`). Each job's
+    share of the chunk is recorded in ``chunk_runs`` (queue wait from ``enqueued_at``, Unix seconds).
+
+    A database error (:data:`tasks.guard.TRANSIENT`) retries the whole task after 2, 4, 8… s (at most 60 s, 30
+    times). The retry names the workers that held its questions (``held_by``): whichever worker runs it takes them
+    back without counting an attempt, instead of leaving them ``running`` until their lease expires.
     """
+    try:
+        return _answer_chunk(question_ids, enqueued_at=enqueued_at, held_by=held_by or [])
+    except TRANSIENT as exc:
+        holders = sorted({*(held_by or []), worker_id()})
+        raise self.retry(exc=exc, countdown=min(2.0 * 2 ** self.request.retries, 60.0),
+                         kwargs={"enqueued_at": enqueued_at, "held_by": holders}) from None
+
+
+def _answer_chunk(question_ids: list[int], *, enqueued_at: float | None, held_by: list[str]) -> int:
     settings = get_settings()
     guard = Guard(settings.chunk_time_budget_seconds)
     queue_wait_ms = None if enqueued_at is None else max(0.0, (time.time() - enqueued_at) * 1e3)
     with session_scope(settings) as session:
         claimed = lifecycle.claim_questions(
             session, ids=question_ids, worker=worker_id(), lease_s=settings.lease_seconds,
-            max_attempts=settings.max_attempts,
+            max_attempts=settings.max_attempts, take_over=held_by,
         )
         by_job: dict[str, list[ChunkQuestion]] = {}
         for q in claimed:
