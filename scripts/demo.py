@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pageqa.settings import Settings
@@ -84,7 +85,7 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
     with running_worker(settings, log_name="demo-worker") as alive:
         report = ingest_files(settings, corpus=CORPUS, files=[data.pdf], enqueue=True)
         for error in report.errors:
-            console.print(f"[red]error[/red] {error}")
+            console.print(f"[red]error[/red] {escape(error)}", highlight=False)
         embed_and_wait(settings, corpus=CORPUS, wait=True, alive=alive, queued=report.queued_page_ids)
         job = submit_file(settings, path=data.questions_file, corpus=CORPUS, options={})
         console.print(f"job {job.job_id}: {job.total} questions queued")
@@ -111,10 +112,11 @@ def _print_results(console: Console, questions, records: dict[str, dict]) -> Non
         if r.get("status") == "answered":
             answer = r.get("answer") or ""
             has = contains_answer(answer, q.gold_answer)
+            answer = escape(_short(answer, 60))  # model output is text, never rich markup
         else:
-            answer = f"[red]{r.get('error') or r.get('status')}[/red]"
+            answer = f"[red]{escape(_short(r.get('error') or r.get('status') or '', 60))}[/red]"
         hits, top1, found = hits + hit, top1 + top, found + has
-        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", _short(answer, 60),
+        table.add_row(q.custom_id, q.question, f"{q.gold_answer} (p.{q.gold_page})", answer,
                       ", ".join(f"p.{p}" for p in pages) or "-", _yes(hit), _yes(has))
     # the table needs ~150 columns; piped output would otherwise be squeezed to 80
     Console(width=max(console.width, 150), soft_wrap=False).print(table)
