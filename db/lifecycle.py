@@ -55,10 +55,23 @@ def claim_questions(
 
 @dataclass(frozen=True)
 class Released:
-    """What :func:`release` did: questions back in ``queued`` (to be sent again), and questions failed for good."""
+    """What :func:`release` did: questions back in ``queued`` (to be sent again), questions failed for good, and
+    questions of a job cancelled meanwhile (now ``cancelled``)."""
 
     requeued: list[int]
     failed: list[int]
+    cancelled: list[int]
+
+
+def _in_cancelled_jobs(session: Session, *, ids: Sequence[int]) -> list[int]:
+    """Those of ``ids`` whose job is ``cancelling`` or ``cancelled``."""
+    return list(session.scalars(select(Question.id).join(Job, Job.id == Question.job_id).where(
+        Question.id.in_(ids), Job.status.in_([JobStatus.cancelling, JobStatus.cancelled]))))
+
+
+def _cancel(session: Session, *, ids: Sequence[int]) -> None:
+    session.execute(update(Question).where(Question.id.in_(ids)).values(
+        status=QuestionStatus.cancelled, last_error="cancelled", worker=None, lease_expires_at=None))
 
 
 def release(
@@ -70,17 +83,19 @@ def release(
     Each goes back to ``queued`` with ``error`` as its last error, due again in ``delay_s`` seconds (the caller
     sends its task with that countdown); one that used ``max_attempts`` claims is ``failed`` for good instead
     ("gave up after N attempts; last: ERROR"), with its waiting in-job duplicates. ``refund`` (the worker is
-    shutting down: not the question's fault) gives the attempt back and never fails a question.
+    shutting down: not the question's fault) gives the attempt back and never fails a question. A question whose
+    job was cancelled while it ran is ``cancelled``, never queued again.
     """
     rows = session.scalars(
         select(Question).where(Question.id.in_(ids), Question.status == QuestionStatus.running)
         .order_by(Question.id).with_for_update()
     ).all()
-    spent = [q.id for q in rows if not refund and q.attempts >= max_attempts]
+    cancelled = _in_cancelled_jobs(session, ids=[q.id for q in rows])
+    spent = [q.id for q in rows if not refund and q.attempts >= max_attempts and q.id not in cancelled]
     due = func.now() + dt.timedelta(seconds=delay_s)
     requeued = []
     for q in rows:
-        if q.id in spent:
+        if q.id in spent or q.id in cancelled:
             continue
         q.status, q.last_error, q.worker, q.lease_expires_at, q.enqueued_at = (
             QuestionStatus.queued, error[:2000], None, None, due)
@@ -88,8 +103,10 @@ def release(
         requeued.append(q.id)
     if spent:
         record_failure(session, ids=spent, error=f"gave up after {max_attempts} attempts; last: {error}")
+    if cancelled:
+        _cancel(session, ids=cancelled)
     session.flush()
-    return Released(requeued, spent)
+    return Released(requeued, spent, cancelled)
 
 
 def record_failure(session: Session, *, ids: Sequence[int], error: str) -> None:
@@ -169,7 +186,8 @@ def reconcile(
     """One reconciler pass, in the caller's transaction (the caller sends the tasks after it commits):
 
     * ``running`` questions whose lease expired (their worker died or stalled) go back to ``queued``, or to
-      ``failed`` when they used their ``max_attempts`` claims, keeping the last error;
+      ``failed`` when they used their ``max_attempts`` claims, keeping the last error, or to ``cancelled`` when
+      their job was cancelled meanwhile;
     * with ``resend_stale`` (the caller found no message waiting in the broker's queue, so none can still carry
       them), ``queued`` questions (not in-job duplicates) whose task was sent ``requeue_after_s`` seconds ago or
       more are sent again: a broker that lost its messages, or a send that failed, leaves them there. Without
@@ -192,6 +210,10 @@ def reconcile(
                 f"gave up after {max_attempts} attempts; last: ",
                 func.coalesce(Question.last_error, "the worker holding it stopped answering (lease expired)"))))
     revived = first(expired & ~spent)
+    cancelled = _in_cancelled_jobs(session, ids=revived)  # a job cancelled while its worker died: nothing to retry
+    if cancelled:
+        _cancel(session, ids=cancelled)
+        revived = [q for q in revived if q not in set(cancelled)]
     stale = []
     if resend_stale:
         stale = first((Question.status == QuestionStatus.queued) & Question.duplicate_of.is_(None) & ~spent
@@ -200,8 +222,8 @@ def reconcile(
     if requeue:
         session.execute(update(Question).where(Question.id.in_(requeue)).values(
             status=QuestionStatus.queued, lease_expires_at=None, enqueued_at=func.now()))
-    job_ids = job_ids_of(session, question_ids=requeue + failed)
-    if failed:
+    job_ids = job_ids_of(session, question_ids=requeue + failed + cancelled)
+    if failed or cancelled:
         finish_jobs(session, job_ids=job_ids)
     return Reconciled(requeue, failed, job_ids)
 

@@ -136,8 +136,9 @@ def _hand_back(settings: Settings, question_ids: list[int], stop: ChunkStopped) 
     with session_scope(settings) as session:
         back = lifecycle.release(session, ids=question_ids, error=one_line(stop),
                                  max_attempts=settings.max_attempts, delay_s=delay, refund=shutdown)
-        if back.failed:
-            lifecycle.finish_jobs(session, job_ids=lifecycle.job_ids_of(session, question_ids=back.failed))
+        if back.failed or back.cancelled:
+            ended = back.failed + back.cancelled
+            lifecycle.finish_jobs(session, job_ids=lifecycle.job_ids_of(session, question_ids=ended))
     log.warning("%s: %d questions handed back, %d failed after %d attempts", one_line(stop), len(back.requeued),
                 len(back.failed), settings.max_attempts)
     _send(settings, back.requeued, chunk_size=settings.chunk_size if shutdown else 1, countdown=delay)

@@ -124,3 +124,24 @@ def test_a_submit_whose_broker_is_down_keeps_the_job_and_the_reconciler_sends_it
     assert run_reconciler(settings) == 2
     wait_for(lambda: _status(settings, job_id) is JobStatus.completed, timeout_s=120, what="the job to complete")
     assert [q.status for q in _rows(settings, job_id)] == [QuestionStatus.answered] * 2
+
+
+def test_questions_of_a_job_cancelled_while_they_ran_are_cancelled_not_queued_again(settings, corpus_id):
+    """A worker that dies, or hands a question back, after its job was cancelled must not put it back in line."""
+    job_id, ids = _job_without_tasks(settings, corpus_id, ["held by a dead worker?", "handed back?", "queued?"])
+    with session_scope(settings) as session:
+        session.execute(update(Question).where(Question.id.in_(ids[:2])).values(
+            status=QuestionStatus.running, worker="gone:1", attempts=1,
+            lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 1)))
+        session.execute(update(Question).where(Question.id == ids[0]).values(
+            lease_expires_at=func.now() - func.make_interval(0, 0, 0, 0, 0, 1)))
+        counts = lifecycle.cancel_job(session, job_id=job_id)
+    assert counts["running"] == 2 and counts["cancelled"] == 1 and _status(settings, job_id) is JobStatus.cancelling
+    assert run_reconciler(settings) == 0, "the expired lease of a cancelled job is not sent again"
+    with session_scope(settings) as session:
+        back = lifecycle.release(session, ids=[ids[1]], error="RuntimeError: boom", max_attempts=3)
+    assert (back.requeued, back.failed, back.cancelled) == ([], [], [ids[1]])
+    with session_scope(settings) as session:
+        lifecycle.finish_jobs(session, job_ids=[job_id])
+    assert [q.status for q in _rows(settings, job_id)] == [QuestionStatus.cancelled] * 3
+    assert _status(settings, job_id) is JobStatus.cancelled
