@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.jobs import status_counts
 from db.schema import Job, JobStatus, Question, QuestionStatus
@@ -209,6 +209,11 @@ def reconcile(
             status=QuestionStatus.failed, last_error=func.concat(
                 f"gave up after {max_attempts} attempts; last: ",
                 func.coalesce(Question.last_error, "the worker holding it stopped answering (lease expired)"))))
+        leader = aliased(Question)  # their waiting in-job duplicates end with the same error, as record_failure does
+        session.execute(update(Question).where(
+            Question.duplicate_of.in_(failed), Question.status == QuestionStatus.queued).values(
+            status=QuestionStatus.failed,
+            last_error=select(leader.last_error).where(leader.id == Question.duplicate_of).scalar_subquery()))
     revived = first(expired & ~spent)
     cancelled = _in_cancelled_jobs(session, ids=revived)  # a job cancelled while its worker died: nothing to retry
     if cancelled:

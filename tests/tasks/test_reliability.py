@@ -145,3 +145,19 @@ def test_questions_of_a_job_cancelled_while_they_ran_are_cancelled_not_queued_ag
         lifecycle.finish_jobs(session, job_ids=[job_id])
     assert [q.status for q in _rows(settings, job_id)] == [QuestionStatus.cancelled] * 3
     assert _status(settings, job_id) is JobStatus.cancelled
+
+
+def test_the_duplicates_of_a_question_failed_by_the_reconciler_fail_with_it(settings, corpus_id):
+    job_id, ids = _job_without_tasks(settings, corpus_id, ["held by a dead worker, last attempt?",
+                                                            "Held by a dead worker, last attempt"])
+    with session_scope(settings) as session:
+        session.execute(update(Question).where(Question.id == ids[0]).values(
+            status=QuestionStatus.running, worker="gone:1", attempts=settings.max_attempts,
+            last_error="RuntimeError: boom", lease_expires_at=func.now() - func.make_interval(0, 0, 0, 0, 0, 1)))
+    run_reconciler(settings)
+    rows = _rows(settings, job_id)
+    assert rows[1].duplicate_of == rows[0].id
+    assert [q.status for q in rows] == [QuestionStatus.failed] * 2
+    assert rows[1].last_error == rows[0].last_error == f"gave up after {settings.max_attempts} attempts; last: " \
+                                                       "RuntimeError: boom"
+    assert _status(settings, job_id) is JobStatus.failed
