@@ -23,7 +23,6 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,7 +202,6 @@ class _InFlight:
     n_pages: int = 0
     duplicate: bool = False
     error: str | None = None
-    pool_generation: int = 0  # which render pool its tasks went to (a crashed process breaks a whole pool)
 
     def done(self) -> bool:
         return all(f.done() for f in self.futures)
@@ -241,7 +239,7 @@ class _Pipeline:
         self.settings, self.corpus_id, self.processes, self.report = settings, corpus_id, processes, report
         self.on_file, self.to_queue = on_file, [] if enqueue else None
         self.spec = RenderSpec.of(settings)
-        self.pool, self.generation = render_pool(processes), 0
+        self.pool = render_pool(processes)
         self.window: deque[_InFlight] = deque()
 
     def add(self, path: Path) -> None:
@@ -276,66 +274,23 @@ class _Pipeline:
             item.duplicate = True
         elif path.suffix.lower() != ".pdf":
             item.title, item.n_pages = path.stem, 1
-            self._submit(item)
+            item.futures.append(self.pool.submit(read_image, path, self.spec))
         else:
             try:
                 item.title, item.n_pages = pdf_outline(path, data)
             except InputError as exc:
                 item.error = str(exc)
                 return item
-            self._submit(item)
+            item.futures = [self.pool.submit(render_pdf_pages, path, first, stop, self.spec)
+                            for first, stop in page_ranges(item.n_pages, self.processes)]
         return item
-
-    def _submit(self, item: _InFlight) -> None:
-        """Send the file's render tasks to the pool (a fresh one if a crashed process broke it)."""
-        try:
-            item.futures, item.pool_generation = self._render_tasks(self.pool, item), self.generation
-        except BrokenProcessPool:
-            self._restart_pool()
-            item.futures, item.pool_generation = self._render_tasks(self.pool, item), self.generation
-
-    def _render_tasks(self, pool: ProcessPoolExecutor, item: _InFlight) -> list[Future]:
-        if item.path.suffix.lower() != ".pdf":
-            return [pool.submit(read_image, item.path, self.spec)]
-        return [pool.submit(render_pdf_pages, item.path, first, stop, self.spec)
-                for first, stop in page_ranges(item.n_pages, self.processes)]
-
-    def _restart_pool(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.pool, self.generation = render_pool(self.processes), self.generation + 1
-
-    def _rendered(self, item: _InFlight) -> list[corpus_db.PageRecord]:
-        """The file's pages, waiting for its render tasks.
-
-        A render process that dies (a PDF that crashes pdfium, the kernel's out-of-memory killer) breaks the whole
-        pool, so every file in flight fails with it. The pool is replaced, and each such file is rendered again
-        alone, in a pool of one process of its own: a file that breaks that one too is the cause, and is reported.
-
-        Raises:
-            InputError: the file cannot be rendered, or its render process died again when it was alone.
-        """
-        try:
-            return [page for future in item.futures for page in future.result()]
-        except BrokenProcessPool:
-            pass
-        log.warning("a render process died while %s was in flight; rendering it again alone", item.path)
-        if item.pool_generation == self.generation:
-            self._restart_pool()
-        alone = render_pool(1)
-        try:
-            return [page for future in self._render_tasks(alone, item) for page in future.result()]
-        except BrokenProcessPool:
-            raise InputError("the render process died on this file (a PDF that crashes pdfium, or memory ran out); "
-                             "it was not stored", source=str(item.path)) from None
-        finally:
-            alone.shutdown(wait=True, cancel_futures=True)
 
     def _finish(self, item: _InFlight) -> None:
         """Store a file once all its pages are rendered (waiting for them), or report why it is not stored."""
         pages: list[corpus_db.PageRecord] = []
         if item.error is None and not item.duplicate:
             try:
-                pages = self._rendered(item)
+                pages = [page for future in item.futures for page in future.result()]
             except InputError as exc:  # raised in a render process; it pickles with its one-line message
                 item.error = str(exc)
             except OSError as exc:
