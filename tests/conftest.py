@@ -103,6 +103,28 @@ def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.25):
         time.sleep(poll_s)
 
 
+def waiting_task_args(settings, queue: str, task: str, *, drain: bool = False) -> list[list[int]]:
+    """The first argument (an id list) of each ``task`` message waiting in ``queue`` of the real Redis, oldest
+    first; ``drain`` empties the queue after reading it."""
+    import base64
+    import json
+
+    import redis
+
+    from worker import broker
+
+    client = redis.Redis(unix_socket_path=str(broker.socket_path(settings.home_dir)))
+    out = []
+    for raw in reversed(client.lrange(queue, 0, -1)):  # kombu pushes on the left and pops on the right
+        message = json.loads(raw)
+        assert message["headers"]["task"] == task
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        out.append(args[0])
+    if drain:
+        client.delete(queue)
+    return out
+
+
 def run_cli(*args: str, ok: bool = True):
     """Run ``pageqa ARGS`` in-process through typer's runner; with ``ok``, fail the test unless it exits 0."""
     from typer.testing import CliRunner

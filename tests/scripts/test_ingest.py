@@ -4,11 +4,7 @@ reach the real Redis as documents are stored."""
 
 from __future__ import annotations
 
-import base64
-import json
-
-import redis
-from conftest import PDF_PAGES, make_image, make_pdf
+from conftest import PDF_PAGES, make_image, make_pdf, waiting_task_args
 from sqlalchemy import select
 
 from db.engine import session_scope
@@ -17,7 +13,6 @@ from models.images import decode_image
 from scripts.ingest import RenderSpec, ingest_files, page_ranges, render_pdf_pages
 from scripts.ingest_inputs import expand_paths
 from scripts.progress import embed_and_wait
-from worker import broker
 
 
 def _pages(settings, corpus: str) -> list[tuple[Document, Page]]:
@@ -142,15 +137,8 @@ def test_identical_files_in_one_batch_are_stored_once(settings, services, sample
 
 
 def _queued_page_ids(settings, queue: str) -> list[list[int]]:
-    """The page ids of each indexing task waiting in ``queue`` of the real Redis, oldest first."""
-    client = redis.Redis(unix_socket_path=str(broker.socket_path(settings.home_dir)))
-    tasks = []
-    for raw in reversed(client.lrange(queue, 0, -1)):  # kombu pushes on the left and pops on the right
-        message = json.loads(raw)
-        assert message["headers"]["task"] == "pageqa.index_pages"
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        tasks.append(args[0])
-    return tasks
+    """The page ids of each indexing task waiting in ``queue``, oldest first."""
+    return waiting_task_args(settings, queue, "pageqa.index_pages")
 
 
 def test_each_stored_document_is_queued_for_indexing_once(settings, services, sample_docs):

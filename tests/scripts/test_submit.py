@@ -7,13 +7,12 @@ job, so nothing here reaches the session's worker.
 
 from __future__ import annotations
 
-import base64
 import json
 
 import psycopg
 import pytest
-import redis
 from conftest import run_cli as cli
+from conftest import waiting_task_args
 from sqlalchemy import func, select
 
 from db import corpus as corpus_db
@@ -25,7 +24,6 @@ from pageqa.errors import InputError
 from scripts.ingest import ingest_files
 from scripts.jobs import submit_file
 from scripts.questions import MAX_QUESTION_CHARS
-from worker import broker
 
 CORPUS = "submit-stream"
 ROWS = 20_000
@@ -45,15 +43,7 @@ def _queue(settings, name: str):
 
 def _sent(settings, queue: str) -> list[list[int]]:
     """The question ids of each answering task waiting in ``queue``, oldest first; the queue is emptied."""
-    client = redis.Redis(unix_socket_path=str(broker.socket_path(settings.home_dir)))
-    tasks = []
-    for raw in reversed(client.lrange(queue, 0, -1)):  # kombu pushes on the left and pops on the right
-        message = json.loads(raw)
-        assert message["headers"]["task"] == "pageqa.answer_chunk"
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        tasks.append(args[0])
-    client.delete(queue)
-    return tasks
+    return waiting_task_args(settings, queue, "pageqa.answer_chunk", drain=True)
 
 
 def _questions(settings, job_id: str) -> list[Question]:
