@@ -16,19 +16,20 @@ from pageqa.errors import NotFoundError
 NAME_MAX_CHARS = 300  # a document's title or file name as stored: longer than file names get, short enough to show
 
 
-def get_or_create_corpus(session: Session, *, name: str) -> Corpus:
-    """The corpus called ``name``, created when missing (safe under concurrent callers)."""
-    session.execute(insert(Corpus).values(name=name).on_conflict_do_nothing(index_elements=["name"]))
-    return session.scalars(select(Corpus).where(Corpus.name == name)).one()
+def get_or_create_corpus(session: Session, *, name: str, tenant: str = "default") -> Corpus:
+    """The tenant's corpus called ``name``, created when missing (safe under concurrent callers)."""
+    session.execute(insert(Corpus).values(name=name, tenant=tenant)
+                    .on_conflict_do_nothing(index_elements=["tenant", "name"]))
+    return session.scalars(select(Corpus).where(Corpus.tenant == tenant, Corpus.name == name)).one()
 
 
-def get_corpus(session: Session, *, name: str) -> Corpus:
-    """The corpus called ``name``.
+def get_corpus(session: Session, *, name: str, tenant: str = "default") -> Corpus:
+    """The tenant's corpus called ``name`` (another tenant's corpus of that name is not found).
 
     Raises:
         NotFoundError: no such corpus.
     """
-    corpus = session.scalars(select(Corpus).where(Corpus.name == name)).one_or_none()
+    corpus = session.scalars(select(Corpus).where(Corpus.tenant == tenant, Corpus.name == name)).one_or_none()
     if corpus is None:
         raise NotFoundError(f"no corpus named {name!r} (ingest documents into it first: pageqa ingest --corpus)")
     return corpus

@@ -59,7 +59,7 @@ class RepeatedId:
 
 @dataclass(frozen=True)
 class StoredJob:
-    """What :func:`create_job` stored: the job id, questions stored, in-job duplicates among them (not to be
+    """What :func:`store_questions` stored: the job id, questions stored, in-job duplicates among them (not to be
     enqueued), and the rows left out for a repeated ``custom_id``: the first ``keep_repeats`` of them, in line
     order, and how many there were."""
 
@@ -101,12 +101,39 @@ LIMIT :keep
 """)
 
 
+def open_job(
+    session: Session, *, corpus_id: int, source: str, options: dict, tenant: str = "default",
+    completion_window_s: float = 86_400.0,
+) -> Job:
+    """Create a job in ``validating`` (no question yet), due to expire ``completion_window_s`` seconds from now;
+    the caller commits it so the id can be returned before the file is read (:func:`store_questions`)."""
+    job = Job(
+        id=f"job_{uuid.uuid4().hex[:24]}", corpus_id=corpus_id, source=source, options=options, total=0,
+        status=JobStatus.validating, tenant=tenant,
+        expires_at=func.now() + dt.timedelta(seconds=completion_window_s),
+    )
+    session.add(job)
+    session.flush()
+    session.refresh(job)
+    return job
+
+
 def create_job(
     session: Session, *, corpus_id: int, source: str, options: dict, questions: Iterable[NewQuestion],
-    tenant: str = "default", keep_repeats: int = 1000,
+    tenant: str = "default", keep_repeats: int = 1000, completion_window_s: float = 86_400.0,
 ) -> StoredJob:
-    """Store a job and its questions (status ``queued``) in the caller's transaction; the caller enqueues only
-    after it commits.
+    """:func:`open_job` and :func:`store_questions` in the caller's transaction: the job is ``in_progress`` when
+    it commits."""
+    job = open_job(session, corpus_id=corpus_id, source=source, options=options, tenant=tenant,
+                   completion_window_s=completion_window_s)
+    return store_questions(session, job_id=job.id, questions=questions, keep_repeats=keep_repeats)
+
+
+def store_questions(
+    session: Session, *, job_id: str, questions: Iterable[NewQuestion], keep_repeats: int = 1000,
+) -> StoredJob:
+    """Store the questions of a ``validating`` job (status ``queued``) in the caller's transaction and move the job
+    to ``in_progress``; the caller enqueues only after it commits.
 
     ``questions`` is consumed once, as a stream: rows go to a temporary table by binary ``COPY`` and every check
     that spans rows runs in PostgreSQL afterwards, so this process holds no structure that grows with the file.
@@ -118,12 +145,6 @@ def create_job(
     Question ids increase in file order. Text with NUL or lone surrogates cannot be stored (PostgreSQL raises);
     the question-file reader refuses such rows first.
     """
-    job = Job(
-        id=f"job_{uuid.uuid4().hex[:24]}", corpus_id=corpus_id, source=source, options=options,
-        total=0, status=JobStatus.queued, tenant=tenant,
-    )
-    session.add(job)
-    session.flush()
     conn = session.connection()
     conn.execute(text(
         f"CREATE TEMPORARY TABLE {_STAGE} (seq integer, line_number integer, custom_id text, question text, "
@@ -131,14 +152,15 @@ def create_job(
     ))
     _copy_staged(conn.connection.driver_connection, questions)
     id_seq = conn.scalar(text("SELECT pg_get_serial_sequence('questions', 'id')"))
-    total = conn.execute(_INSERT_STAGED, {"id_seq": id_seq, "job_id": job.id}).rowcount
+    total = conn.execute(_INSERT_STAGED, {"id_seq": id_seq, "job_id": job_id}).rowcount
     rows = conn.execute(_REPEATED, {"keep": keep_repeats}).all()
     repeated = [RepeatedId(line, cid, first) for line, cid, first, _ in rows]
     conn.execute(text(f"DROP TABLE {_STAGE}"))  # a second job in the same transaction stages again
     duplicates = session.scalar(select(func.count()).where(
-        Question.job_id == job.id, Question.duplicate_of.is_not(None)))
-    session.execute(update(Job).where(Job.id == job.id).values(total=total))
-    return StoredJob(job.id, total, duplicates, repeated, rows[0].n_repeated if rows else 0)
+        Question.job_id == job_id, Question.duplicate_of.is_not(None)))
+    session.execute(update(Job).where(Job.id == job_id).values(
+        total=total, status=JobStatus.in_progress, in_progress_at=func.now()))
+    return StoredJob(job_id, total, duplicates, repeated, rows[0].n_repeated if rows else 0)
 
 
 def _copy_staged(driver_connection, questions: Iterable[NewQuestion]) -> None:
@@ -151,14 +173,15 @@ def _copy_staged(driver_connection, questions: Iterable[NewQuestion]) -> None:
             copy.write_row((seq, q.line_number, q.custom_id, q.question, q.document_id, question_key(q.question)))
 
 
-def get_job(session: Session, *, job_id: str) -> Job:
-    """The job with this id.
+def get_job(session: Session, *, job_id: str, tenant: str | None = None) -> Job:
+    """The job with this id; with ``tenant``, only if that tenant submitted it (another tenant's job is not found,
+    so ids cannot be probed).
 
     Raises:
         NotFoundError: no such job.
     """
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (tenant is not None and job.tenant != tenant):
         raise NotFoundError(f"no job {job_id!r}")
     return job
 
@@ -220,8 +243,12 @@ def record_answer(session: Session, *, new: NewAnswer) -> bool:
     """Write an answer, its citations and the ``answered`` state in the caller's transaction, with copies for the
     question's in-job duplicates (``reused_from`` this question).
 
-    Idempotent: a question that already has an answer keeps it (unique ``question_id``); returns False then.
+    Idempotent: a question that already has an answer keeps it (unique ``question_id``); returns False then. So
+    does a question that ended meanwhile (its job expired while the models ran): its state stays as it is.
     """
+    state = session.scalar(select(Question.status).where(Question.id == new.question_id).with_for_update())
+    if state not in (QuestionStatus.running, QuestionStatus.queued):
+        return False
     values = {k: getattr(new, k) for k in (
         "question_id", "answer", "retriever_model", "reranker_model", "generator_model",
         "retrieve_ms", "rerank_ms", "generate_ms", "kind", "evidence_page_id",
@@ -332,6 +359,40 @@ def status_counts(session: Session, *, job_id: str) -> dict[str, int]:
     return counts
 
 
+def request_counts(counts: dict[str, int]) -> dict[str, int]:
+    """A job's ``request_counts`` from its per-status question counts (:func:`status_counts`): ``total``, then
+    ``completed`` (answered), ``failed``, ``expired``, ``cancelled``, and the questions not ended yet, ``queued``
+    and ``running``; every question is in exactly one of these, so they sum to ``total``."""
+    out = {"completed": counts["answered"]}
+    out.update({k: counts[k] for k in ("failed", "expired", "cancelled", "queued", "running")})
+    return {"total": sum(out.values()), **out}
+
+
+def list_jobs(
+    session: Session, *, tenant: str | None, status: JobStatus | None = None, limit: int = 20,
+    after: str | None = None,
+) -> tuple[list[Job], bool]:
+    """A page of jobs, newest first, and whether more follow: the tenant's only (``None``: every tenant's),
+    optionally of one ``status``, starting after the job ``after`` (a cursor: the last id of the previous page).
+
+    Raises:
+        NotFoundError: ``after`` is not a job of the tenant.
+    """
+    stmt = select(Job)
+    if tenant is not None:
+        stmt = stmt.where(Job.tenant == tenant)
+    if status is not None:
+        stmt = stmt.where(Job.status == status)
+    if after is not None:
+        cursor = session.scalar(select(Job).where(Job.id == after, *([Job.tenant == tenant] if tenant else [])))
+        if cursor is None:
+            raise NotFoundError(f"no job {after!r} to list after")
+        stmt = stmt.where((Job.created_at < cursor.created_at)
+                          | ((Job.created_at == cursor.created_at) & (Job.id < cursor.id)))
+    rows = list(session.scalars(stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
 def latest_jobs(session: Session, *, limit: int = 20) -> list[Job]:
     """The most recently created jobs, newest first."""
     return list(session.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)))
@@ -349,8 +410,8 @@ def answered_questions(session: Session, *, job_id: str) -> list[tuple[Question,
 
 
 def elapsed_s(job: Job, *, now: dt.datetime | None = None) -> float:
-    """Seconds from the job's creation to its completion (or to ``now`` while it runs)."""
-    end = job.completed_at or now or dt.datetime.now(dt.UTC)
+    """Seconds from the job's creation to its end (or to ``now`` while it runs)."""
+    end = job.ended_at or now or dt.datetime.now(dt.UTC)
     return (end - job.created_at).total_seconds()
 
 

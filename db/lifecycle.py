@@ -7,11 +7,11 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from db.jobs import status_counts
-from db.schema import Job, JobStatus, Question, QuestionStatus
+from db.jobs import request_counts, status_counts
+from db.schema import FINAL_JOB_STATES, Job, JobStatus, Question, QuestionStatus
 from pageqa.errors import InputError, NotFoundError
 
 
@@ -28,7 +28,7 @@ def claim_questions(
     under this same ``worker`` are taken back without counting an attempt: a worker runs one task at a time, so
     they belong to an earlier task of its own that a transient error (a database restart) interrupted. So are
     questions held by the workers in ``take_over``: a task retried after such an error names the workers whose
-    attempt it continues, and another worker may run it. The job moves to ``in_progress`` on its first claim.
+    attempt it continues, and another worker may run it.
     """
     mine = (Question.status == QuestionStatus.running) & Question.worker.in_([worker, *take_over])
     due = (Question.status == QuestionStatus.queued) & (Question.enqueued_at <= func.now())
@@ -42,13 +42,6 @@ def claim_questions(
             q.attempts += 1
         q.status = QuestionStatus.running
         q.worker, q.lease_expires_at = worker, expires
-    job_ids = {q.job_id for q in rows}
-    if job_ids:
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(job_ids), Job.status == JobStatus.queued)
-            .values(status=JobStatus.in_progress, started_at=func.now())
-        )
     session.flush()
     return list(rows)
 
@@ -124,43 +117,104 @@ def record_failure(session: Session, *, ids: Sequence[int], error: str) -> None:
     )
 
 
-def finish_jobs(session: Session, *, job_ids: Sequence[str]) -> None:
-    """Move each job whose questions have all ended to ``completed`` (or ``failed`` when none was answered), and a
-    ``cancelling`` job with nothing left running to ``cancelled``.
+def finish_jobs(session: Session, *, job_ids: Sequence[str]) -> list[str]:
+    """Move each ``in_progress`` job whose questions have all ended to ``finalizing``, and a ``cancelling`` job with
+    nothing left running to ``cancelled`` (its counts frozen). Returns the jobs now ``finalizing``: the caller
+    commits, then calls :func:`finalize_jobs` (the reconciler finishes any it leaves behind).
 
     The job row is locked first, so two workers finishing the last chunks at once cannot both miss the end.
     """
+    finalizing = []
     for job_id in job_ids:
         status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
+        if status not in (JobStatus.in_progress, JobStatus.cancelling):
+            continue
         counts = status_counts(session, job_id=job_id)
-        if counts["running"] or (counts["queued"] and status is not JobStatus.cancelling):
+        if counts["running"] or (counts["queued"] and status is JobStatus.in_progress):
             continue
         if status is JobStatus.cancelling:
-            final = JobStatus.cancelled
+            _end(session, job_id=job_id, status=JobStatus.cancelled, counts=counts)
         else:
-            final = JobStatus.failed if counts["answered"] == 0 and counts["failed"] else JobStatus.completed
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id,
-                   Job.status.in_([JobStatus.queued, JobStatus.in_progress, JobStatus.cancelling]))
-            .values(status=final, completed_at=func.now())
-        )
+            session.execute(update(Job).where(Job.id == job_id).values(
+                status=JobStatus.finalizing, finalizing_at=func.now()))
+            finalizing.append(job_id)
+    return finalizing
 
 
-def cancel_job(session: Session, *, job_id: str) -> dict[str, int]:
+def _end(session: Session, *, job_id: str, status: JobStatus, counts: dict[str, int] | None = None) -> None:
+    """Put the job in the final ``status`` with its timestamp and its request counts frozen."""
+    counts = counts if counts is not None else status_counts(session, job_id=job_id)
+    session.execute(update(Job).where(Job.id == job_id).values(
+        {"status": status, f"{status.value}_at": func.now(), "request_counts": request_counts(counts)}))
+
+
+def finalize_jobs(session: Session, *, job_ids: Sequence[str] | None = None) -> list[str]:
+    """End ``finalizing`` jobs (those among ``job_ids``; every one when None): ``completed``, or ``failed`` when
+    no question was answered and some failed, with their request counts frozen. Returns the jobs ended."""
+    stmt = select(Job.id).where(Job.status == JobStatus.finalizing)
+    if job_ids is not None:
+        stmt = stmt.where(Job.id.in_(job_ids))
+    ended = list(session.scalars(stmt.order_by(Job.id).with_for_update(skip_locked=True)))
+    for job_id in ended:
+        counts = status_counts(session, job_id=job_id)
+        failed = counts["answered"] == 0 and counts["failed"] > 0
+        _end(session, job_id=job_id, status=JobStatus.failed if failed else JobStatus.completed, counts=counts)
+    return ended
+
+
+def fail_job(session: Session, *, job_id: str, errors: Sequence[dict], n_errors: int) -> None:
+    """End a ``validating`` job as ``failed`` because its file had no valid row (or any invalid one under
+    ``strict``): ``errors`` are the first ``{"line", "code", "message"}`` records, ``n_errors`` how many there
+    were. Questions stored for it, if any, go too."""
+    session.execute(delete(Question).where(Question.job_id == job_id))
+    session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.validating).values(
+        status=JobStatus.failed, failed_at=func.now(), errors=list(errors), n_errors=n_errors, total=0,
+        request_counts=request_counts(status_counts(session, job_id=job_id))))
+
+
+def expire_jobs(session: Session, *, stuck_validating_s: float = 3600.0) -> list[str]:
+    """End the jobs whose completion window has passed (``expires_at``) while ``validating`` or ``in_progress``:
+    their questions not yet ended (queued or running) become ``expired``, answered and failed ones are kept, and
+    the job is ``expired``. A job ``validating`` for over ``stuck_validating_s`` seconds (the process reading its
+    file stopped) fails instead. Returns the jobs ended."""
+    due = list(session.scalars(
+        select(Job.id).where(Job.status.in_([JobStatus.validating, JobStatus.in_progress]), Job.expires_at <= func.now())
+        .order_by(Job.id).with_for_update(skip_locked=True)))
+    for job_id in due:
+        session.execute(update(Question).where(
+            Question.job_id == job_id, Question.status.in_([QuestionStatus.queued, QuestionStatus.running])).values(
+            status=QuestionStatus.expired, last_error="the job's completion window ended first",
+            worker=None, lease_expires_at=None))
+        _end(session, job_id=job_id, status=JobStatus.expired)
+    stuck = list(session.scalars(
+        select(Job.id).where(Job.status == JobStatus.validating,
+                             Job.created_at <= func.now() - dt.timedelta(seconds=stuck_validating_s))
+        .with_for_update(skip_locked=True)))
+    for job_id in stuck:
+        fail_job(session, job_id=job_id, n_errors=1, errors=[{
+            "line": None, "code": "validation_stopped",
+            "message": f"validation did not finish within {stuck_validating_s:.0f} s (the process reading the file "
+                       "stopped); submit the file again"}])
+    return due + stuck
+
+
+def cancel_job(session: Session, *, job_id: str, tenant: str | None = None) -> dict[str, int]:
     """Cancel a job: it goes ``cancelling``; its queued questions go ``cancelled`` and will not run; answered ones
     keep their answers; running ones finish, then the job is ``cancelled``. Returns the question counts after.
+    A job still ``validating`` is locked by its validation, so the cancel waits for it and then applies. With
+    ``tenant``, only that tenant's job is found.
 
     Raises:
         NotFoundError: no such job.
         InputError: the job has already ended.
     """
     job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
-    if job is None:
+    if job is None or (tenant is not None and job.tenant != tenant):
         raise NotFoundError(f"no job {job_id!r}")
-    if job.status in (JobStatus.completed, JobStatus.failed, JobStatus.cancelled):
+    if job.status in FINAL_JOB_STATES or job.status is JobStatus.finalizing:
         raise InputError(f"job {job_id} has already ended ({job.status.value})")
-    job.status = JobStatus.cancelling
+    if job.status is not JobStatus.cancelling:
+        job.status, job.cancelling_at = JobStatus.cancelling, func.now()
     session.execute(
         update(Question).where(Question.job_id == job_id, Question.status == QuestionStatus.queued)
         .values(status=QuestionStatus.cancelled, last_error="cancelled")
@@ -173,7 +227,7 @@ def cancel_job(session: Session, *, job_id: str) -> dict[str, int]:
 @dataclass(frozen=True)
 class Reconciled:
     """What a reconciler pass did: questions to send again (expired leases and tasks presumed lost), questions
-    failed for good after their last attempt, and the jobs those belong to."""
+    failed for good after their last attempt, and the jobs those belong to or that ended (expired, finalized)."""
 
     requeue: list[int]
     failed: list[int]
@@ -194,7 +248,8 @@ def reconcile(
       that check, every question of a long backlog still waiting in line would be sent again each pass.
 
     At most ``limit`` questions of each kind per pass (a broker loss under a million-question backlog is worked
-    off over several passes, in id order).
+    off over several passes, in id order). Jobs past their completion window expire (:func:`expire_jobs`) and jobs
+    left ``finalizing`` (their worker stopped between the two steps) end (:func:`finalize_jobs`).
     """
     expired = (Question.status == QuestionStatus.running) & (Question.lease_expires_at < func.now())
     spent = Question.attempts >= max_attempts
@@ -230,7 +285,8 @@ def reconcile(
     job_ids = job_ids_of(session, question_ids=requeue + failed + cancelled)
     if failed or cancelled:
         finish_jobs(session, job_ids=job_ids)
-    return Reconciled(requeue, failed, job_ids)
+    ended = expire_jobs(session) + finalize_jobs(session)
+    return Reconciled(requeue, failed, sorted(set(job_ids) | set(ended)))
 
 
 def job_ids_of(session: Session, *, question_ids: Sequence[int]) -> list[str]:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -37,32 +38,45 @@ def _now() -> Mapped[dt.datetime]:
 
 
 class JobStatus(str, enum.Enum):
-    """Lifecycle of a job: ``queued`` until a worker starts it, then ``in_progress`` until every question ends."""
+    """Lifecycle of a job, as in OpenAI's Batch API: ``validating`` while its question file is read and stored,
+    ``in_progress`` until every question has ended, ``finalizing`` while its final counts are written, then
+    ``completed``. ``failed`` when the file has no valid row (or every question failed), ``cancelling →
+    cancelled`` on cancel, ``expired`` when its completion window passed first."""
 
-    queued = "queued"
+    validating = "validating"
     in_progress = "in_progress"
+    finalizing = "finalizing"
     completed = "completed"
     failed = "failed"
     cancelling = "cancelling"
     cancelled = "cancelled"
+    expired = "expired"
+
+
+#: The states a job never leaves.
+FINAL_JOB_STATES = (JobStatus.completed, JobStatus.failed, JobStatus.cancelled, JobStatus.expired)
 
 
 class QuestionStatus(str, enum.Enum):
-    """Lifecycle of one question: ``queued → running → answered | failed``."""
+    """Lifecycle of one question: ``queued → running → answered | failed``; ``cancelled`` or ``expired`` when its
+    job was cancelled or ran out of its completion window before the question was answered."""
 
     queued = "queued"
     running = "running"
     answered = "answered"
     failed = "failed"
     cancelled = "cancelled"
+    expired = "expired"
 
 
 class Corpus(Base):
-    """A named collection of documents that questions are asked against."""
+    """A named collection of documents that questions are asked against; names are unique per tenant."""
 
     __tablename__ = "corpora"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_corpora_tenant_name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tenant: Mapped[str] = mapped_column(String(100), default="default", server_default="default")
     created_at: Mapped[dt.datetime] = _now()
 
 
@@ -202,22 +216,57 @@ class PagePoolVector(Base):
 
 
 class Job(Base):
-    """A bulk question file submitted against one corpus; per-job options are stored as JSON."""
+    """A bulk question file submitted against one corpus; per-job options are stored as JSON.
+
+    Each state reached has its timestamp (``in_progress_at`` … ``expired_at``); ``expires_at`` ends the completion
+    window. ``errors`` holds the first validation errors (``{"line", "code", "message"}``), ``n_errors`` how many
+    rows were left out in all; ``request_counts`` is frozen when the job ends (live counts come from questions).
+    """
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_tenant_created", "tenant", text("created_at DESC"), text("id DESC")),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"), index=True)
-    status: Mapped[JobStatus] = mapped_column(Enum(JobStatus, name="job_status"), default=JobStatus.queued)
-    source: Mapped[str] = mapped_column(Text, doc="File name the questions came from.")
+    status: Mapped[JobStatus] = mapped_column(Enum(JobStatus, name="job_status"), default=JobStatus.validating)
+    source: Mapped[str] = mapped_column(Text, doc="File name the questions came from, as the user gave it.")
     tenant: Mapped[str] = mapped_column(
         String(100), default="default", server_default="default", index=True,
         doc="Who submitted the job; answers are never reused across tenants.",
     )
     options: Mapped[dict] = mapped_column(JSONB, default=dict)
     total: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
+    n_errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    request_counts: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[dt.datetime] = _now()
-    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    in_progress_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finalizing_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelling_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    expired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def ended_at(self) -> dt.datetime | None:
+        """When the job reached its final state (None while it runs)."""
+        return self.completed_at or self.failed_at or self.cancelled_at or self.expired_at
+
+
+class ApiKey(Base):
+    """An API key of a tenant. Only the sha256 of the key is stored (keys are 256 random bits, so a fast hash is
+    enough); ``prefix`` (its first characters) names it in listings. A revoked key is kept, refused."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(Text, default="", server_default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = _now()
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Question(Base):

@@ -22,10 +22,13 @@ def printable(text: str) -> str:
 
 
 class InputError(PageQAError):
-    """Bad user input: the message names the file and the line or page, on one printable line."""
+    """Bad user input: the message names the file and the line or page, on one printable line. ``reason`` is the
+    message without that place, ``code`` a short machine-readable kind (the HTTP API reports both)."""
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None, page: int | None = None):
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None, page: int | None = None,
+                 code: str = "invalid_input"):
         message = printable(" ".join(message.split()))  # one line, whatever a library put in its message
+        self.reason, self.code = message, code
         where = printable(source or "")
         if line is not None:
             where += f":{line}"

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
         description="Redis visibility timeout: an unacknowledged task is delivered again after this long.",
     )
 
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024, gt=0,
+        description="Largest request body the HTTP API accepts (a question file or a batch of documents), bytes.",
+    )
+
     @model_validator(mode="after")
     def _time_limits_nest(self) -> Settings:
         """A chunk must end within its lease, and its lease before Redis delivers its task again; otherwise a

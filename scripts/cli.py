@@ -26,6 +26,8 @@ index_app = typer.Typer(no_args_is_help=True, help="The first stage's pgvector H
 app.add_typer(index_app, name="index")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables into docs/.")
 app.add_typer(bench_app, name="bench")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP service (pageqa api), one tenant each.")
+app.add_typer(keys_app, name="keys")
 # emoji=False: "q.jsonl:100: ..." must not print as "q.jsonl💯 ..." (rich reads ":100:" as an emoji code)
 console = Console(soft_wrap=True, emoji=False)
 err_console = Console(stderr=True, soft_wrap=True, emoji=False)
@@ -186,20 +188,22 @@ def submit(
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Questions per worker task.")] = None,
     lanes: Annotated[str | None, typer.Option(help="Comma-separated retrieval lanes: visual,lexical,dense.")] = None,
     document_field: Annotated[str, typer.Option(help="Column naming the document to search in.")] = "document",
+    priority: Annotated[int, typer.Option(min=0, max=9, help="Queue priority: 0 runs last, 9 first.")] = 5,
+    completion_window: Annotated[str, typer.Option(help="Time the job may take, e.g. 24h, 90m, 7d; then the "
+                                                   "questions not answered yet expire.")] = "24h",
     strict: Annotated[bool, typer.Option(help="Refuse the whole file if any row is invalid.")] = False,
     tenant: Annotated[str, typer.Option(help="Who submits: answers are never reused across tenants.")] = "default",
 ) -> None:
     """Submit a question file as a job; prints the job id."""
+    from pageqa.options import job_options
     from scripts.jobs import submit_file
 
+    options = job_options(retrieve_top_k=retrieve_top_k, rerank_top_k=rerank_top_k, max_new_tokens=max_new_tokens,
+                          chunk_size=chunk_size, lanes=parse_lanes(lanes), document_field=document_field,
+                          priority=priority, completion_window=completion_window)
     settings = get_settings()
     prepare(settings)
-    options = {k: v for k, v in {
-        "retrieve_top_k": retrieve_top_k, "rerank_top_k": rerank_top_k, "max_new_tokens": max_new_tokens,
-        "chunk_size": chunk_size, "lanes": parse_lanes(lanes),
-    }.items() if v is not None}
-    result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict,
-                         document_field=document_field, tenant=tenant)
+    result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict, tenant=tenant)
     for note in result.notes:
         err_console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
     for error in result.errors:  # escaped: a custom_id such as "[/red]" is text, not markup
@@ -225,10 +229,27 @@ def status(
     prepare(settings)
     view = progress.watch_job(settings, job_id=job_id) if watch else job_status(settings, job_id=job_id)
     c = view.counts
+    ended = "".join(f", {c[s]} {s}" for s in ("cancelled", "expired") if c[s])
     console.print(
-        f"{view.job_id} {view.status}: {c['answered']} answered, {c['failed']} failed, {c['running']} running, "
-        f"{c['queued']} queued of {view.total} ({view.elapsed_s:.1f} s)"
+        f"{view.job_id} {view.status}: {c['answered']} answered, {c['failed']} failed{ended}, {c['running']} "
+        f"running, {c['queued']} queued of {view.total} ({view.elapsed_s:.1f} s)"
     )
+
+
+def _write_file(chunks, output: Path | None, what: str) -> None:
+    """Stream text ``chunks`` to ``output`` (default stdout)."""
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return
+    with output.open("w", encoding="utf-8", newline="") as fh:
+        fh.writelines(chunks)
+    err_console.print(f"{what} written to {escape(str(output))}", highlight=False)
+
+
+def _check_format(format: str) -> None:
+    if format not in ("jsonl", "csv"):
+        raise PageQAError(f"--format must be jsonl or csv, not {format!r}")
 
 
 @command(app)
@@ -237,21 +258,32 @@ def results(
     format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default: stdout.")] = None,
 ) -> None:
-    """Write each question's answer, or its error, with citations, joined by custom_id."""
-    from scripts.jobs import result_records, to_csv, to_jsonl
+    """Write the output file: one record per answered question (answer, citations with document and 1-based
+    page, scores, per-stage ms, model ids), joinable with the error file by custom_id."""
+    from scripts.results import result_records, to_csv, to_jsonl
 
-    if format not in ("jsonl", "csv"):
-        raise PageQAError(f"--format must be jsonl or csv, not {format!r}")
+    _check_format(format)
     settings = get_settings()
     prepare(settings)
-    chunks = (to_jsonl if format == "jsonl" else to_csv)(result_records(settings, job_id=job_id))
-    if output is None:
-        for chunk in chunks:
-            sys.stdout.write(chunk)
-        return
-    with output.open("w", encoding="utf-8", newline="") as fh:
-        fh.writelines(chunks)
-    err_console.print(f"results written to {output}")
+    records = result_records(settings, job_id=job_id)
+    _write_file((to_jsonl if format == "jsonl" else to_csv)(records), output, "results")
+
+
+@command(app)
+def errors(
+    job_id: str,
+    format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default: stdout.")] = None,
+) -> None:
+    """Write the error file: one record per question that ended without an answer (custom_id, status, error code
+    and message)."""
+    from scripts.results import error_records, errors_to_csv, to_jsonl
+
+    _check_format(format)
+    settings = get_settings()
+    prepare(settings)
+    records = error_records(settings, job_id=job_id)
+    _write_file((to_jsonl if format == "jsonl" else errors_to_csv)(records), output, "errors")
 
 
 @command(app)
@@ -287,21 +319,105 @@ def delete(
 
 
 @command(app)
-def jobs(limit: int = 20) -> None:
+def jobs(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status, e.g. in_progress.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's jobs; default: every tenant's.")] = None,
+) -> None:
     """List the most recent jobs."""
     from rich.table import Table
 
     from db import jobs as jobs_db
     from db.engine import session_scope
+    from db.schema import JobStatus
+
+    if status is not None and status not in JobStatus.__members__:
+        raise PageQAError(f"--status must be one of {', '.join(JobStatus.__members__)}, not {status!r}")
+    settings = get_settings()
+    prepare(settings)
+    table = Table("status", "questions", "tenant", "source", "created")
+    table.add_column("job", no_wrap=True)
+    with session_scope(settings) as session:
+        rows, _ = jobs_db.list_jobs(session, tenant=tenant, status=JobStatus(status) if status else None, limit=limit)
+        for job in rows:
+            table.add_row(job.status.value, str(job.total), job.tenant, escape(job.source),
+                          f"{job.created_at:%Y-%m-%d %H:%M:%S}", job.id)
+    console.print(table)
+
+
+@command(keys_app, "create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key acts for (created with its first key).")],
+    name: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
+) -> None:
+    """Create an API key and print it; it is shown only this once (only its sha256 is stored)."""
+    from db import keys
+    from db.engine import session_scope
 
     settings = get_settings()
     prepare(settings)
-    table = Table("status", "questions", "source", "created")
-    table.add_column("job", no_wrap=True)
     with session_scope(settings) as session:
-        for job in jobs_db.latest_jobs(session, limit=limit):
-            table.add_row(job.status.value, str(job.total), job.source, f"{job.created_at:%Y-%m-%d %H:%M:%S}", job.id)
+        new = keys.create_key(session, tenant=tenant, name=name)
+    err_console.print(f"key {new.id} for tenant {escape(new.tenant)} (store it now: it is not shown again)",
+                      highlight=False)
+    console.print(new.key, markup=False, highlight=False)
+
+
+@command(keys_app, "revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (pageqa keys list).")]) -> None:
+    """Revoke an API key: requests with it are refused from now on."""
+    from db import keys
+    from db.engine import session_scope
+
+    settings = get_settings()
+    prepare(settings)
+    with session_scope(settings) as session:
+        row = keys.revoke_key(session, key_id=key_id)
+        console.print(f"key {row.id} ({row.prefix}…) of tenant {escape(row.tenant)} revoked at "
+                      f"{row.revoked_at:%Y-%m-%d %H:%M:%S}", highlight=False)
+
+
+@command(keys_app, "list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None) -> None:
+    """List API keys (id, tenant, prefix, name, created, last used, revoked); never the keys themselves."""
+    from rich.table import Table
+
+    from db import keys
+    from db.engine import session_scope
+
+    settings = get_settings()
+    prepare(settings)
+    table = Table("id", "tenant", "prefix", "name", "created", "last used", "revoked")
+    with session_scope(settings) as session:
+        for k in keys.list_keys(session, tenant=tenant):
+            table.add_row(str(k.id), escape(k.tenant), k.prefix + "…", escape(k.name),
+                          *(f"{t:%Y-%m-%d %H:%M}" if t else "" for t in (k.created_at, k.last_used_at, k.revoked_at)))
     console.print(table)
+
+
+@command(app)
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (FastAPI): jobs, results, corpora, health; OpenAPI docs at /docs. Every request but
+    /v1/health carries an API key (Authorization: Bearer; pageqa keys create)."""
+    import uvicorn
+
+    settings = get_settings()
+    prepare(settings)
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+@command(app)
+def beat(loglevel: str = "INFO") -> None:
+    """Run the one scheduler of a deployment: Celery beat with the reconciler (expired leases, lost tasks, job
+    expiry), in a worker of the control queue that loads no model. Run exactly one."""
+    from worker.start import run_control
+
+    prepare(get_settings())
+    run_control(loglevel=loglevel)
 
 
 @command(app)

@@ -67,8 +67,9 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
     from scripts.cli import prepare
     from scripts.demo_data import build_demo_corpus
     from scripts.ingest import ingest_files
-    from scripts.jobs import result_records, submit_file
+    from scripts.jobs import submit_file
     from scripts.progress import embed_and_wait, watch_job
+    from scripts.results import question_records
     from worker.process import running_worker
 
     settings, why = choose_model_set(settings)
@@ -90,7 +91,7 @@ def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console:
         job = submit_file(settings, path=data.questions_file, corpus=CORPUS, options={})
         console.print(f"job {job.job_id}: {job.total} questions queued")
         final = watch_job(settings, job_id=job.job_id, alive=alive)
-        records = {r["custom_id"]: r for r in result_records(settings, job_id=job.job_id)}
+        records = {r["custom_id"]: r for r in question_records(settings, job_id=job.job_id)}
     _print_results(console, data.questions, records)
     console.print(f"job {final.job_id} {final.status} in {final.elapsed_s:.1f} s; whole demo {time.monotonic() - started:.1f} s")
 

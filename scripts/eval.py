@@ -16,9 +16,10 @@ from pageqa.errors import InputError
 from pageqa.settings import Settings
 from scripts.eval_report import Outcome, build_report, to_markdown
 from scripts.ingest import ingest_files
-from scripts.jobs import result_records, submit_file
+from scripts.jobs import submit_file
 from scripts.mmlongbench import Sample, read_samples
 from scripts.progress import embed_and_wait, watch_job
+from scripts.results import question_records
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _page_count(path: Path) -> int:
 def _outcomes(settings: Settings, job_id: str, samples: Sequence[Sample]) -> list[Outcome]:
     with session_scope(settings) as session:
         rankings = jobs_db.lane_rankings(session, job_id=job_id)
-    records = {r["custom_id"]: r for r in result_records(settings, job_id=job_id)}
+    records = {r["custom_id"]: r for r in question_records(settings, job_id=job_id)}
     outcomes = []
     for s in samples:
         cid = f"s{s.index:04d}"

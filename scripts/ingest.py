@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,8 +208,11 @@ class _InFlight:
 
 
 def ingest_files(settings: Settings, *, corpus: str, files: Sequence[Path], report: IngestReport | None = None,
-                 on_file: Callable[[Path], None] | None = None, enqueue: bool = False) -> IngestReport:
-    """Store each file as a document of ``corpus`` (created when missing); errors are collected, not raised.
+                 on_file: Callable[[Path], None] | None = None, enqueue: bool = False, tenant: str = "default",
+                 names: Mapping[Path, str] | None = None) -> IngestReport:
+    """Store each file as a document of the tenant's ``corpus`` (created when missing); errors are collected, not
+    raised. A document is named by its file name, or by ``names[path]`` when given (uploads are stored under
+    server-made names; the user's name is what questions refer to).
 
     ``on_file(path)`` is called after each file, in file order (for progress bars). With ``enqueue``, the pages of
     each stored document are queued for indexing once committed, in tasks of ``embed_task_pages`` pages as at
@@ -218,9 +221,10 @@ def ingest_files(settings: Settings, *, corpus: str, files: Sequence[Path], repo
     """
     report = report or IngestReport()
     with session_scope(settings) as session:
-        corpus_id = corpus_db.get_or_create_corpus(session, name=corpus).id
+        corpus_id = corpus_db.get_or_create_corpus(session, name=corpus, tenant=tenant).id
     processes = settings.ingest_processes or os.cpu_count() or 1
     pipeline = _Pipeline(settings, corpus_id, processes, report, on_file, enqueue)
+    pipeline.names = dict(names or {})
     try:
         for path in files:
             pipeline.add(path)
@@ -241,6 +245,7 @@ class _Pipeline:
         self.spec = RenderSpec.of(settings)
         self.pool = render_pool(processes)
         self.window: deque[_InFlight] = deque()
+        self.names: dict[Path, str] = {}
 
     def add(self, path: Path) -> None:
         """Start rendering ``path``; store the files ahead of it that are done, or must be to bound memory."""
@@ -273,11 +278,13 @@ class _Pipeline:
         if stored or any(other.sha256 == item.sha256 for other in self.window):
             item.duplicate = True
         elif path.suffix.lower() != ".pdf":
-            item.title, item.n_pages = path.stem, 1
+            item.title, item.n_pages = Path(self.names.get(path, path.name)).stem, 1
             item.futures.append(self.pool.submit(read_image, path, self.spec))
         else:
             try:
                 item.title, item.n_pages = pdf_outline(path, data)
+                if path in self.names and item.title == path.stem:  # no title in the PDF: the user's file name
+                    item.title = Path(self.names[path]).stem
             except InputError as exc:
                 item.error = str(exc)
                 return item
@@ -307,7 +314,8 @@ class _Pipeline:
     def _store(self, item: _InFlight, pages: list[corpus_db.PageRecord]) -> None:
         with session_scope(self.settings) as session:
             doc = corpus_db.add_document(
-                session, corpus_id=self.corpus_id, sha256=item.sha256, title=item.title, source=item.path.name,
+                session, corpus_id=self.corpus_id, sha256=item.sha256, title=item.title,
+                source=self.names.get(item.path, item.path.name),
                 kind="pdf" if item.path.suffix.lower() == ".pdf" else "image", size_bytes=item.size_bytes,
                 pages=pages,
             )

@@ -1,21 +1,24 @@
-"""Job operations behind the CLI: submit a question file, read status, export results."""
+"""Job operations behind the CLI and the HTTP API: open a job, validate and store its question file, read its
+status as the API shows it."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import datetime as dt
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kombu.exceptions import OperationalError as KombuOperationalError
+from sqlalchemy import select
 
 from db import corpus as corpus_db
 from db import jobs as jobs_db
+from db import lifecycle
 from db.engine import session_scope
+from db.schema import Corpus, Job, JobStatus
 from pageqa.errors import InputError, ServiceError
+from pageqa.options import JobOptions, job_options
 from pageqa.settings import Settings
 from scripts.questions import (
     MAX_KEPT_ERRORS,
@@ -48,53 +51,113 @@ class Submitted:
         return self.n_errors - len(self.errors)
 
 
-def submit_file(
-    settings: Settings, *, path: Path, corpus: str, options: dict, strict: bool = False,
-    document_field: str = "document", tenant: str = "default", max_errors: int = MAX_KEPT_ERRORS,
+def open_job(settings: Settings, *, corpus: str, source: str, options: JobOptions, tenant: str = "default") -> str:
+    """Create and commit a job in ``validating`` for the tenant's ``corpus``; returns its id. ``source`` is the
+    question file's name as the user gave it (kept cleaned, for display only).
+
+    Raises:
+        NotFoundError: the tenant has no such corpus.
+    """
+    with session_scope(settings) as session:
+        corpus_row = corpus_db.get_corpus(session, name=corpus, tenant=tenant)
+        job = jobs_db.open_job(session, corpus_id=corpus_row.id, source=corpus_db.clean_name(source) or "questions",
+                               options=options.stored(), tenant=tenant,
+                               completion_window_s=options.completion_window_s)
+        return job.id
+
+
+def validate_job(
+    settings: Settings, *, job_id: str, path: Path, strict: bool = False, max_errors: int = MAX_KEPT_ERRORS,
 ) -> Submitted:
-    """Validate a question file, store the job and its questions in one transaction, then enqueue them in chunks.
+    """Read, check and store the question file of a ``validating`` job in one transaction (the job is then
+    ``in_progress``), then enqueue its questions in chunks at the job's priority.
 
     The file is streamed: rows are read, checked and copied to PostgreSQL one at a time, and the ids are streamed
     back into tasks after the commit, so memory does not grow with the number of rows. Rows with errors (including
     an unknown ``document`` and a ``custom_id`` already used on an earlier line) are left out and reported, unless
     ``strict``; only the first ``max_errors`` messages are kept. Repeated questions (same normalised text and
-    document) are stored but not enqueued: they get the first one's answer. Nothing is stored when this raises.
+    document) are stored but not enqueued: they get the first one's answer. When the file is refused, the job
+    ends ``failed`` with its errors (``{"line", "code", "message"}``) and no question.
 
     Raises:
-        InputError: the file is unreadable or empty, has no valid row, or (``strict``) has any invalid row.
-        NotFoundError: the corpus does not exist.
+        InputError: the file is unreadable or empty, has no valid row, or (``strict``) has any invalid row; or the
+            job is not ``validating`` (cancelled meanwhile).
         ServiceError: the job is stored but the broker cannot be reached (the message names the job).
     """
     start = time.perf_counter()
     errors = ErrorLog(keep=max_errors)
-    questions = open_question_file(path, document_field=document_field, errors=errors)
-    with session_scope(settings) as session:
-        corpus_row = corpus_db.get_corpus(session, name=corpus)
-        docs = {name: doc.id for name, doc in corpus_db.documents_by_name(session, corpus_id=corpus_row.id).items()}
-        stored = jobs_db.create_job(session, corpus_id=corpus_row.id, source=path.name, options=options,
-                                    questions=_with_documents(questions, docs, corpus), tenant=tenant,
-                                    keep_repeats=max_errors)
-        errors.merge((InputError(f"custom_id {r.custom_id!r} repeats line {r.first_line}", source=str(path),
-                                 line=r.line_number) for r in stored.repeated), count=stored.n_repeated)
-        if strict and errors.count:
-            raise InputError(f"{errors.count} invalid rows (--strict); first: {errors.kept[0]}")
-        if not stored.total:
-            first = f"; first error: {errors.kept[0]}" if errors.kept else ""
-            raise InputError(f"no valid question{first}", source=str(path))
+    notes: list[str] = []
+    try:
+        with session_scope(settings) as session:
+            job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())  # a cancel waits for us
+            if job is None or job.status is not JobStatus.validating:
+                raise InputError(f"job {job_id} is {job.status.value if job else 'gone'}, not validating")
+            questions = open_question_file(path, document_field=job.options.get("document_field", "document"),
+                                           errors=errors)
+            notes = questions.notes
+            corpus_name = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
+            docs = {name: doc.id for name, doc in corpus_db.documents_by_name(session, corpus_id=job.corpus_id).items()}
+            stored = jobs_db.store_questions(session, job_id=job_id, keep_repeats=max_errors,
+                                             questions=_with_documents(questions, docs, corpus_name))
+            errors.merge((InputError(f"custom_id {r.custom_id!r} repeats line {r.first_line}", source=str(path),
+                                     line=r.line_number, code="duplicate_custom_id") for r in stored.repeated),
+                         count=stored.n_repeated)
+            if strict and errors.count:
+                raise InputError(f"{errors.count} invalid rows (--strict); first: {errors.kept[0]}")
+            if not stored.total:
+                first = f"; first error: {errors.kept[0]}" if errors.kept else ""
+                raise InputError(f"no valid question{first}", source=str(path))
+            job.errors, job.n_errors = _error_records(errors.kept), errors.count
+            options = dict(job.options)
+    except InputError as exc:
+        _refuse(settings, job_id=job_id, error=exc, errors=errors)
+        raise
     stored_at = time.perf_counter()
     chunk = int(options.get("chunk_size") or settings.chunk_size)
     try:
         with session_scope(settings) as session:  # after the commit above: a worker finds every row it is sent
-            ids = jobs_db.iter_question_ids(session, job_id=stored.id, to_enqueue=True)
-            tasks = enqueue_questions(settings, question_ids=ids, chunk_size=chunk)
+            ids = jobs_db.iter_question_ids(session, job_id=job_id, to_enqueue=True)
+            tasks = enqueue_questions(settings, question_ids=ids, chunk_size=chunk, priority=options.get("priority"))
     except KombuOperationalError as exc:  # the job is stored: PostgreSQL, not the broker, is the source of truth
         raise ServiceError(
-            f"job {stored.id} is stored ({stored.total} questions) but the broker cannot be reached "
+            f"job {job_id} is stored ({stored.total} questions) but the broker cannot be reached "
             f"({' '.join(str(exc).split())}); the reconciler sends its questions once the broker and a worker are "
             f"back (within PAGEQA_REQUEUE_AFTER_SECONDS, {settings.requeue_after_seconds} s)"
         ) from None
-    return Submitted(stored.id, stored.total, stored.duplicates, [str(e) for e in errors.kept], questions.notes,
+    return Submitted(job_id, stored.total, stored.duplicates, [str(e) for e in errors.kept], notes,
                      errors.count, tasks, stored_at - start, time.perf_counter() - stored_at)
+
+
+def _refuse(settings: Settings, *, job_id: str, error: InputError, errors: ErrorLog) -> None:
+    """End a ``validating`` job as ``failed``: the rows' errors when there are, else the file's own error."""
+    with session_scope(settings) as session:
+        lifecycle.fail_job(session, job_id=job_id, n_errors=max(errors.count, 1),
+                           errors=_error_records(errors.kept or [error]))
+
+
+def _error_records(errors: list[InputError]) -> list[dict]:
+    """Validation errors as stored with the job: 1-based ``line`` (None for the whole file), ``code``,
+    ``message`` (without the file name: the server's copy of an upload has a name of its own)."""
+    return [{"line": e.line, "code": e.code, "message": e.reason} for e in errors]
+
+
+def submit_file(
+    settings: Settings, *, path: Path, corpus: str, options: JobOptions | dict | None = None, strict: bool = False,
+    tenant: str = "default", max_errors: int = MAX_KEPT_ERRORS,
+) -> Submitted:
+    """Submit a question file: :func:`open_job`, then :func:`validate_job` in this process. ``options`` may be a
+    dict of :class:`~pageqa.options.JobOptions` fields.
+
+    Raises:
+        ConfigError: an option is out of range.
+        NotFoundError: the tenant has no such corpus (no job is created).
+        InputError: the file is refused; the job is stored as ``failed`` with its errors.
+        ServiceError: the job is stored but the broker cannot be reached (the message names the job).
+    """
+    if not isinstance(options, JobOptions):
+        options = job_options(**(options or {}))
+    job_id = open_job(settings, corpus=corpus, source=path.name, options=options, tenant=tenant)
+    return validate_job(settings, job_id=job_id, path=path, strict=strict, max_errors=max_errors)
 
 
 def _with_documents(questions: QuestionFile, docs: dict[str, int], corpus: str) -> Iterator[jobs_db.NewQuestion]:
@@ -104,7 +167,7 @@ def _with_documents(questions: QuestionFile, docs: dict[str, int], corpus: str) 
         doc_id = docs.get(row.document) if row.document else None
         if row.document and doc_id is None:
             questions.errors.add(InputError(f"document {row.document!r} is not in corpus {corpus!r}",
-                                            source=str(questions.path), line=row.line))
+                                            source=str(questions.path), line=row.line, code="unknown_document"))
             continue
         yield jobs_db.NewQuestion(row.custom_id, row.question, doc_id, row.line)
 
@@ -121,95 +184,45 @@ class JobStatusView:
 
     @property
     def done(self) -> int:
-        """Questions that have ended, answered or failed."""
-        return self.counts["answered"] + self.counts["failed"]
+        """Questions that have ended: answered, failed, cancelled or expired."""
+        return self.total - self.counts["queued"] - self.counts["running"]
 
     @property
     def finished(self) -> bool:
         """Whether the job has reached a final status."""
-        return self.status in ("completed", "failed", "cancelled")
+        return self.status in ("completed", "failed", "cancelled", "expired")
 
 
-def job_status(settings: Settings, *, job_id: str) -> JobStatusView:
-    """The job's current status. Raises NotFoundError for an unknown id."""
+def job_status(settings: Settings, *, job_id: str, tenant: str | None = None) -> JobStatusView:
+    """The job's current status.
+
+    Raises:
+        NotFoundError: no such job (of ``tenant``, when given).
+    """
     with session_scope(settings) as session:
-        job = jobs_db.get_job(session, job_id=job_id)
+        job = jobs_db.get_job(session, job_id=job_id, tenant=tenant)
         counts = jobs_db.status_counts(session, job_id=job_id)
         return JobStatusView(job.id, job.status.value, job.total, counts, jobs_db.elapsed_s(job))
 
 
-def result_records(settings: Settings, *, job_id: str) -> Iterator[dict]:
-    """One record per question in file order: ``custom_id``, status, answer or error, citations (document,
-    1-based page, rank, scores), per-stage milliseconds and model ids."""
-    with session_scope(settings) as session:
-        jobs_db.get_job(session, job_id=job_id)
-        rows = jobs_db.answered_questions(session, job_id=job_id)
-        reused = jobs_db.reuse_sources(session, question_ids=[a.reused_from for _, a in rows if a and a.reused_from])
-        for q, a in rows:
-            record = {"custom_id": q.custom_id, "question": q.question, "status": q.status.value}
-            if a is None:
-                record["error"] = q.last_error
-            else:
-                record["answer"] = a.answer
-                record["answer_kind"] = a.kind
-                record["citations"] = [
-                    {"document": c.page.document.source, "document_id": c.page.document_id,
-                     "page": c.page.page_number, "rank": c.rank, "lanes": list(c.lanes),
-                     "retrieval_score": round(c.retrieval_score, 4), "rerank_score": round(c.rerank_score, 4)}
-                    for c in a.citations
-                ]
-                evidence = next((c.page for c in a.citations if c.page_id == a.evidence_page_id), None)
-                if evidence is not None:
-                    record["evidence"] = {"document": evidence.document.source, "page": evidence.page_number}
-                record["timings_ms"] = {"retrieve": round(a.retrieve_ms, 2), "rerank": round(a.rerank_ms, 2),
-                                        "generate": round(a.generate_ms, 2)}
-                record["models"] = {"retriever": a.retriever_model, "reranker": a.reranker_model,
-                                    "generator": a.generator_model}
-                if a.reused_from is not None:
-                    record["reused_from"] = reused.get(a.reused_from)
-            yield record
+_STAMPS = ("created_at", "in_progress_at", "finalizing_at", "completed_at", "failed_at", "cancelling_at",
+           "cancelled_at", "expired_at", "expires_at")
 
 
-#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _cell(value):
-    """A CSV cell that a spreadsheet shows as text: strings starting like a formula get a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-CSV_FIELDS = ["custom_id", "question", "status", "answer", "error", "citations",
-              "top_document", "top_page", "top_retrieval_score", "top_rerank_score",
-              "retrieve_ms", "rerank_ms", "generate_ms"]
-
-
-def to_jsonl(records: Iterator[dict]) -> Iterator[str]:
-    """Results as JSON lines."""
-    for r in records:
-        yield json.dumps(r, ensure_ascii=False) + "\n"
-
-
-def to_csv(records: Iterator[dict]) -> Iterator[str]:
-    """Results as CSV rows; ``citations`` is ``document#page`` joined by ``;`` in rank order. Text cells that a
-    spreadsheet would run as a formula (starting with ``= + - @``, tab or carriage return) are prefixed with ``'``."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    for r in records:
-        cites = r.get("citations") or []
-        top = cites[0] if cites else {}
-        t = r.get("timings_ms") or {}
-        writer.writerow({k: _cell(v) for k, v in {
-            "custom_id": r["custom_id"], "question": r["question"], "status": r["status"],
-            "answer": r.get("answer", ""), "error": r.get("error") or "",
-            "citations": ";".join(f"{c['document']}#{c['page']}" for c in cites),
-            "top_document": top.get("document", ""), "top_page": top.get("page", ""),
-            "top_retrieval_score": top.get("retrieval_score", ""), "top_rerank_score": top.get("rerank_score", ""),
-            "retrieve_ms": t.get("retrieve", ""), "rerank_ms": t.get("rerank", ""), "generate_ms": t.get("generate", ""),
-        }.items()})
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
+def job_record(session, job: Job, *, corpus: str | None = None) -> dict:
+    """The job as the HTTP API shows it (OpenAI Batch style): ``id``, ``object`` ``"job"``, ``status``, ``corpus``,
+    ``input_file`` (the file name given), ``options``, ``request_counts`` (frozen once the job ended, else counted
+    now; they sum to ``total``), ``errors`` (validation errors with 1-based lines, the first ones, and their total)
+    and a timestamp per state reached (RFC 3339, UTC; None until reached) plus ``expires_at``."""
+    if corpus is None:
+        corpus = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
+    counts = job.request_counts or jobs_db.request_counts(jobs_db.status_counts(session, job_id=job.id))
+    record = {"id": job.id, "object": "job", "status": job.status.value, "corpus": corpus, "input_file": job.source,
+              "options": job.options, "request_counts": counts,
+              "errors": {"object": "list", "data": job.errors, "total": job.n_errors} if job.n_errors else None}
+    record.update({name: _iso(getattr(job, name)) for name in _STAMPS})
+    return record

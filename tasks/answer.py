@@ -20,7 +20,7 @@ from models.batching import BatchLog
 from models.images import decode_image
 from models.pipeline import ChunkQuestion, Options
 from pageqa.settings import Settings, get_settings
-from tasks.enqueue import ANSWER_CHUNK
+from tasks.enqueue import ANSWER_CHUNK, broker_priority
 from tasks.guard import TRANSIENT, ChunkStopped, Guard, ShutdownRequested, one_line
 from tasks.retrieval import retrieve
 from tasks.reuse import dedup_key, settings_fingerprint
@@ -114,10 +114,11 @@ def _answer(
             back = lifecycle.release(session, ids=[qid], error=error, max_attempts=settings.max_attempts,
                                      delay_s=delay)
             retry.setdefault(delay, []).extend(back.requeued)
-        lifecycle.finish_jobs(session, job_ids=[job.id])
+        finalizing = lifecycle.finish_jobs(session, job_ids=[job.id])
         run.record(session, error=next(iter(solver.failures.values()), None))
+    _finalize(settings, finalizing)
     for delay, ids in retry.items():
-        _send(settings, ids, chunk_size=1, countdown=delay)
+        _send(settings, ids, chunk_size=1, countdown=delay, priority=job.options.get("priority"))
     return len(reused) + solver.written
 
 
@@ -136,20 +137,32 @@ def _hand_back(settings: Settings, question_ids: list[int], stop: ChunkStopped) 
     with session_scope(settings) as session:
         back = lifecycle.release(session, ids=question_ids, error=one_line(stop),
                                  max_attempts=settings.max_attempts, delay_s=delay, refund=shutdown)
+        finalizing = []
         if back.failed or back.cancelled:
             ended = back.failed + back.cancelled
-            lifecycle.finish_jobs(session, job_ids=lifecycle.job_ids_of(session, question_ids=ended))
+            finalizing = lifecycle.finish_jobs(session, job_ids=lifecycle.job_ids_of(session, question_ids=ended))
+    _finalize(settings, finalizing)
     log.warning("%s: %d questions handed back, %d failed after %d attempts", one_line(stop), len(back.requeued),
                 len(back.failed), settings.max_attempts)
     _send(settings, back.requeued, chunk_size=settings.chunk_size if shutdown else 1, countdown=delay)
 
 
-def _send(settings: Settings, question_ids: Sequence[int], *, chunk_size: int, countdown: float) -> None:
-    """Send answering tasks for questions already committed as ``queued``, due in ``countdown`` seconds."""
+def _finalize(settings: Settings, job_ids: Sequence[str]) -> None:
+    """Second step of a job's end, after ``finish_jobs`` committed ``finalizing``: freeze its counts and end it."""
+    if job_ids:
+        with session_scope(settings) as session:
+            lifecycle.finalize_jobs(session, job_ids=job_ids)
+
+
+def _send(
+    settings: Settings, question_ids: Sequence[int], *, chunk_size: int, countdown: float, priority: int | None = None,
+) -> None:
+    """Send answering tasks for questions already committed as ``queued``, due in ``countdown`` seconds, at the
+    job ``priority`` (:func:`tasks.enqueue.broker_priority`)."""
     for i in range(0, len(question_ids), chunk_size):
         app.send_task(ANSWER_CHUNK, args=[list(question_ids[i : i + chunk_size])],
                       kwargs={"enqueued_at": time.time() + countdown}, countdown=countdown or None,
-                      queue=settings.worker_queue)
+                      queue=settings.worker_queue, priority=broker_priority(priority))
 
 
 class _Solver:

@@ -31,8 +31,22 @@ def enqueue_indexing(settings: Settings, *, page_ids: Iterable[int]) -> int:
     return sent
 
 
-def enqueue_questions(settings: Settings, *, question_ids: Iterable[int], chunk_size: int) -> int:
-    """Queue questions in chunks of ``chunk_size`` (call only after the job's rows committed); returns tasks sent.
+#: Job priorities: 0 (runs last) to 9 (runs first).
+DEFAULT_PRIORITY, MAX_PRIORITY = 5, 9
+
+
+def broker_priority(priority: int | None) -> int:
+    """The kombu message priority of a job priority (0–9, higher first; None: the default). Kombu's Redis
+    transport serves priority 0 first, so the scale is reversed; messages sent without one (page indexing, the
+    reconciler's re-sends) count as 0 there and run before any job's."""
+    return MAX_PRIORITY - (DEFAULT_PRIORITY if priority is None else priority)
+
+
+def enqueue_questions(
+    settings: Settings, *, question_ids: Iterable[int], chunk_size: int, priority: int | None = None,
+) -> int:
+    """Queue questions in chunks of ``chunk_size`` (call only after the job's rows committed) at the job's
+    ``priority`` (:func:`broker_priority`); returns tasks sent.
 
     ``question_ids`` may be a stream (:func:`db.jobs.iter_question_ids`): it is read one chunk at a time. Each
     task carries its enqueue time (Unix seconds) so the worker can record the queue wait.
@@ -40,7 +54,8 @@ def enqueue_questions(settings: Settings, *, question_ids: Iterable[int], chunk_
     app = get_app(settings)
     sent = 0
     for chunk in _chunks(question_ids, chunk_size):
-        app.send_task(ANSWER_CHUNK, args=[chunk], kwargs={"enqueued_at": time.time()}, queue=settings.worker_queue)
+        app.send_task(ANSWER_CHUNK, args=[chunk], kwargs={"enqueued_at": time.time()}, queue=settings.worker_queue,
+                      priority=broker_priority(priority))
         sent += 1
     return sent
 

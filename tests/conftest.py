@@ -104,8 +104,9 @@ def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.25):
 
 
 def waiting_task_args(settings, queue: str, task: str, *, drain: bool = False) -> list[list[int]]:
-    """The first argument (an id list) of each ``task`` message waiting in ``queue`` of the real Redis, oldest
-    first; ``drain`` empties the queue after reading it."""
+    """The first argument (an id list) of each ``task`` message waiting in ``queue`` of the real Redis, in the
+    order a worker takes them (kombu keeps one list per priority, ``queue`` then ``queue\x06\x16<p>``, p = 1..9,
+    served in that order; each oldest first); ``drain`` empties the queue after reading it."""
     import base64
     import json
 
@@ -115,13 +116,15 @@ def waiting_task_args(settings, queue: str, task: str, *, drain: bool = False) -
 
     client = redis.Redis(unix_socket_path=str(broker.socket_path(settings.home_dir)))
     out = []
-    for raw in reversed(client.lrange(queue, 0, -1)):  # kombu pushes on the left and pops on the right
-        message = json.loads(raw)
-        assert message["headers"]["task"] == task
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        out.append(args[0])
+    lists = [queue, *(f"{queue}\x06\x16{p}" for p in range(1, 10))]
+    for key in lists:
+        for raw in reversed(client.lrange(key, 0, -1)):  # kombu pushes on the left and pops on the right
+            message = json.loads(raw)
+            assert message["headers"]["task"] == task
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            out.append(args[0])
     if drain:
-        client.delete(queue)
+        client.delete(*lists)
     return out
 
 

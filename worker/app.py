@@ -45,7 +45,10 @@ def get_app(settings: Settings | None = None) -> Celery:
     if _configured_for is None:
         app.conf.update(
             broker_url=url,
-            broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+            # Ten priority lists per queue, polled most urgent first (kombu's Redis priority emulation: 0 is the
+            # most urgent there); job priorities map onto them in tasks.enqueue.
+            broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds,
+                                      "queue_order_strategy": "priority", "priority_steps": list(range(10))},
             result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
             broker_connection_retry_on_startup=True,
             task_default_queue=settings.worker_queue,

@@ -122,7 +122,7 @@ def test_a_large_file_is_stored_checked_and_sent_once(settings, corpus, tmp_path
         _cancel(settings, result.job_id)
 
 
-def test_strict_refuses_the_file_after_reading_it_all_and_stores_nothing(settings, corpus, tmp_path):
+def test_strict_refuses_the_file_after_reading_it_all_and_stores_no_question(settings, corpus, tmp_path):
     path = tmp_path / "strict-repeat.csv"
     rows = [f"s{n},Question {n}?" for n in range(1, 3001)] + ["s2,repeated id"]
     path.write_text("custom_id,question\n" + "\n".join(rows) + "\n", encoding="utf-8")
@@ -130,7 +130,12 @@ def test_strict_refuses_the_file_after_reading_it_all_and_stores_nothing(setting
     with pytest.raises(InputError) as refused:
         submit_file(queued, path=path, corpus=corpus, options={}, strict=True)
     assert str(refused.value) == f"1 invalid rows (--strict); first: {path}:3002: custom_id 's2' repeats line 3"
-    assert _jobs_from(settings, path.name) == 0 and _sent(settings, "submit-strict-test") == []
+    assert _sent(settings, "submit-strict-test") == []
+    with session_scope(settings) as session:  # the job stays, failed, with the errors a user polls for
+        job = session.scalars(select(Job).where(Job.source == path.name)).one()
+        assert job.status.value == "failed" and job.failed_at is not None and job.total == 0
+        assert job.errors == [{"line": 3002, "code": "duplicate_custom_id", "message": "custom_id 's2' repeats line 3"}]
+        assert session.scalar(select(func.count()).select_from(Question).where(Question.job_id == job.id)) == 0
 
 
 def test_a_load_that_fails_midway_stores_nothing(settings, corpus):
@@ -145,7 +150,7 @@ def test_a_load_that_fails_midway_stores_nothing(settings, corpus):
         jobs_db.create_job(session, corpus_id=c.id, source="fails-midway", options={}, questions=rows())
     assert _jobs_from(settings, "fails-midway") == 0
     with session_scope(settings) as session:
-        assert session.scalar(select(func.count()).select_from(Question).where(Question.custom_id == "m1")) == 0
+        assert session.scalar(select(func.count()).select_from(Question).where(Question.custom_id == "m14999")) == 0
 
 
 def test_the_cli_lists_the_first_thousand_errors_and_counts_the_rest(settings, corpus, tmp_path):

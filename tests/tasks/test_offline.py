@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from scripts.ingest import ingest_files
-from scripts.jobs import result_records, submit_file
+from scripts.jobs import submit_file
+from scripts.results import result_records
 from scripts.progress import embed_and_wait, watch_job
 from worker.process import running_worker
 
