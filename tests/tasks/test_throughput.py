@@ -137,8 +137,9 @@ def test_a_later_job_reuses_answers_only_for_the_same_tenant_corpus_and_settings
     for cid in ("r1", "r2", "r3"):
         assert new[cid][1].reused_from == old[cid][0].id and new[cid][1].answer == old[cid][1].answer
 
+    refused = cli("submit", str(path), "--corpus", CORPUS, "--tenant", "acme", ok=False)  # corpora are per tenant
+    assert "no corpus named 'throughput'" in refused.stderr, "another tenant cannot even reach these answers"
     for label, job in [
-        ("another tenant", _job(path, CORPUS, "--tenant", "acme")),
         ("another corpus", _job(path, OTHER)),
         ("other job options", _job(path, CORPUS, "--rerank-top-k", "2")),
     ]:
