@@ -205,6 +205,7 @@ def job_status(settings: Settings, *, job_id: str, tenant: str | None = None) ->
         return JobStatusView(job.id, job.status.value, job.total, counts, jobs_db.elapsed_s(job))
 
 
+COUNT_KEYS = ("total", "completed", "failed", "expired", "cancelled", "queued", "running")
 _STAMPS = ("created_at", "in_progress_at", "finalizing_at", "completed_at", "failed_at", "cancelling_at",
            "cancelled_at", "expired_at", "expires_at")
 
@@ -221,8 +222,10 @@ def job_record(session, job: Job, *, corpus: str | None = None) -> dict:
     if corpus is None:
         corpus = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
     counts = job.request_counts or jobs_db.request_counts(jobs_db.status_counts(session, job_id=job.id))
+    counts = {k: counts[k] for k in COUNT_KEYS}  # JSONB stores keys in its own order
+    errors = [{k: e.get(k) for k in ("line", "code", "message")} for e in job.errors]
     record = {"id": job.id, "object": "job", "status": job.status.value, "corpus": corpus, "input_file": job.source,
               "options": job.options, "request_counts": counts,
-              "errors": {"object": "list", "data": job.errors, "total": job.n_errors} if job.n_errors else None}
+              "errors": {"object": "list", "data": errors, "total": job.n_errors} if job.n_errors else None}
     record.update({name: _iso(getattr(job, name)) for name in _STAMPS})
     return record
