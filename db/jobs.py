@@ -293,6 +293,8 @@ new AS (
     SELECT t.id, src.answer, src.retriever_model, src.reranker_model, src.generator_model, src.kind,
            src.evidence_page_id, 0, 0, 0, COALESCE(src.reused_from, src.question_id)
     FROM src CROSS JOIN unnest(CAST(:targets AS integer[])) AS t(id)
+    WHERE t.id IN (SELECT id FROM questions WHERE id = ANY(CAST(:targets AS integer[]))
+                   AND status IN ('queued', 'running'))  -- not one that ended meanwhile (its job expired)
     ON CONFLICT (question_id) DO NOTHING
     RETURNING id, question_id
 ),
@@ -318,7 +320,8 @@ def copy_answer(session: Session, *, source_question_id: int, question_ids: Sequ
     """Give each of ``question_ids`` a copy of the source question's answer, citations and lane rankings, marked
     ``answered``, with ``reused_from`` naming the question whose answer the models made (stage timings 0 ms: no
     model ran). The in-job duplicates of ``question_ids`` get one too. Questions that already have an answer keep
-    it. Returns the questions that got a copy."""
+    it, and questions that ended meanwhile (expired, cancelled) stay as they are. Returns the questions that got a
+    copy."""
     targets = list(question_ids) + _duplicates_of(session, ids=question_ids)
     return list(session.scalars(_COPY_ANSWER, {"src": source_question_id, "targets": targets}))
 
