@@ -1,18 +1,23 @@
-"""Progress bars (rich) for long CLI work: reading documents, waiting for embeddings, following a job."""
+"""Progress bars (rich) for long CLI work: reading documents, waiting for embeddings, following a job, sending
+and receiving files. Descriptions are plain text (a job id or file name is never read as rich markup)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TransferSpeedColumn,
 )
 
 from db import corpus as corpus_db
@@ -23,7 +28,8 @@ from scripts.jobs import JobStatusView, job_status
 from tasks.enqueue import enqueue_indexing
 
 POLL_S = 0.5
-console = Console(stderr=True)
+INDEXING = "indexing pages (needs a running worker)"
+console = Console(stderr=True, emoji=False)  # a description "q.jsonl:100:" is no emoji code
 
 
 def _progress() -> Progress:
@@ -37,8 +43,48 @@ def _progress() -> Progress:
 def bar(description: str, *, total: int) -> Iterator[Callable[[], None]]:
     """A progress bar; yields a function that advances it by one."""
     with _progress() as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(escape(description), total=total)
         yield lambda: progress.advance(task)
+
+
+@contextmanager
+def transfer_bar(description: str, *, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar over bytes (``total`` None: size unknown, e.g. a streamed download) with the transfer speed;
+    yields a function that advances it by n bytes."""
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(escape(description), total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One reading of work being waited for: units done of ``total`` (None: not known yet), whether it has ended,
+    and the bar's description."""
+
+    completed: int
+    total: int | None
+    done: bool
+    description: str
+
+
+def follow(read: Callable[[], Tick], *, alive: Callable[[], bool] | None = None) -> None:
+    """Call ``read`` every ``POLL_S`` seconds and show its progress until it says done.
+
+    Raises:
+        ServiceError: ``alive()`` returned False before then.
+    """
+    tick = read()  # before the bar: a job that does not exist is reported without one
+    with _progress() as progress:
+        task = progress.add_task(escape(tick.description), total=tick.total)
+        while True:
+            progress.update(task, completed=tick.completed, total=tick.total, description=escape(tick.description))
+            if tick.done:
+                return
+            _check(alive)
+            time.sleep(POLL_S)
+            tick = read()
 
 
 def _check(alive: Callable[[], bool] | None) -> None:
@@ -74,16 +120,15 @@ def embed_and_wait(
         enqueue_indexing(settings, page_ids=to_send)
     if not wait:
         return []
-    with _progress() as progress:
-        task = progress.add_task("indexing pages (needs a running worker)", total=None)
-        while True:
-            with session_scope(settings) as session:
-                state = corpus_db.count_indexed(session, corpus_id=corpus_id, **models)
-            progress.update(task, completed=state.indexed + state.failed, total=state.total)
-            if state.ended:
-                break
-            _check(alive)
-            time.sleep(POLL_S)
+    state = None
+
+    def read() -> Tick:
+        nonlocal state
+        with session_scope(settings) as session:
+            state = corpus_db.count_indexed(session, corpus_id=corpus_id, **models)
+        return Tick(state.indexed + state.failed, state.total, state.ended, INDEXING)
+
+    follow(read, alive=alive)
     if not state.failed:
         return []
     with session_scope(settings) as session:
@@ -94,15 +139,25 @@ def watch_job(settings: Settings, *, job_id: str, alive: Callable[[], bool] | No
     """Follow a job with a progress bar until it is completed, failed or cancelled; returns the final status.
 
     Raises:
+        NotFoundError: no such job.
         ServiceError: ``alive()`` returned False before the job ended.
     """
-    view = job_status(settings, job_id=job_id)
-    with _progress() as progress:
-        task = progress.add_task(f"{job_id} {view.status}", total=view.total)
-        while True:
-            progress.update(task, completed=view.done, description=f"{job_id} {view.status}")
-            if view.finished:
-                return view
-            _check(alive)
-            time.sleep(POLL_S)
-            view = job_status(settings, job_id=job_id)
+    return watch(lambda: job_status(settings, job_id=job_id), alive=alive)
+
+
+def watch(read: Callable[[], JobStatusView], *, alive: Callable[[], bool] | None = None) -> JobStatusView:
+    """Follow the job that ``read`` reports on (from the database or the HTTP API) with a progress bar over its
+    ended questions until it reaches a final status; returns that last status.
+
+    Raises:
+        ServiceError: ``alive()`` returned False before the job ended.
+    """
+    view = None
+
+    def tick() -> Tick:
+        nonlocal view
+        view = read()
+        return Tick(view.done, view.total, view.finished, f"{view.job_id} {view.status}")
+
+    follow(tick, alive=alive)
+    return view
