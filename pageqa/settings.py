@@ -159,6 +159,15 @@ class Settings(BaseSettings):
         description="Largest request body the HTTP API accepts (a question file or a batch of documents), bytes.",
     )
 
+    api_url: str | None = Field(
+        default=None,
+        description="Base URL of a pageqa HTTP API, e.g. http://host:8000: the CLI's job, result and corpus commands "
+        "call it instead of the database (as with --api).",
+    )
+    api_key: str | None = Field(
+        default=None, description="API key the CLI sends to api_url (Authorization: Bearer; pageqa keys create).",
+    )
+
     @model_validator(mode="after")
     def _time_limits_nest(self) -> Settings:
         """A chunk must end within its lease, and its lease before Redis delivers its task again; otherwise a

@@ -6,7 +6,7 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.markup import escape
 
 from pageqa.errors import ConfigError, PageQAError
 from pageqa.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from scripts.client import ApiClient
 
 LANES = ("visual", "lexical", "dense")
 
@@ -63,6 +66,33 @@ def prepare(settings: Settings) -> None:
     resolve_broker_url(settings)
     migrate(settings)
     _prepared = True
+
+
+ApiUrl = Annotated[str | None, typer.Option(
+    "--api", metavar="URL", help="Call the pageqa HTTP API at URL instead of the database (default: PAGEQA_API_URL).")]
+ApiKey = Annotated[str | None, typer.Option(
+    "--api-key", metavar="KEY", help="API key for --api (default: PAGEQA_API_KEY; pageqa keys create).")]
+
+
+def api_client(api: str | None, api_key: str | None, *, tenant: str | None = None) -> ApiClient | None:
+    """The HTTP API client when ``--api`` or PAGEQA_API_URL names a server, else None (the command works on the
+    database).
+
+    Raises:
+        ConfigError: no API key for the server, or ``--tenant`` given with it.
+    """
+    settings = get_settings()
+    url = api or settings.api_url
+    if not url:
+        return None
+    key = api_key or settings.api_key
+    if not key:
+        raise ConfigError(f"{url} needs an API key: --api-key KEY or PAGEQA_API_KEY (pageqa keys create)")
+    if tenant is not None:
+        raise ConfigError("--tenant does not go with --api: the API key names the tenant")
+    from scripts.client import ApiClient
+
+    return ApiClient(url, key)
 
 
 def parse_lanes(text: str | None) -> list[str] | None:
@@ -149,33 +179,52 @@ def ingest(
     corpus: Annotated[str, typer.Option(help="Corpus name (created when missing).")],
     wait: Annotated[bool, typer.Option(help="Wait until the workers have embedded every page.")] = True,
     retry_failed: Annotated[bool, typer.Option(help="Queue again the corpus's pages whose indexing failed.")] = False,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Ingest documents into a corpus: rasterise (PAGEQA_INGEST_PROCESSES processes), store page images and text,
     queue each document's pages for embedding as soon as it is stored. A bad file or path is one error line; the
     others are ingested, and the exit code is 1. So is a page the workers could not index (its error is listed;
-    --retry-failed queues such pages again)."""
-    from scripts import progress
-    from scripts.ingest import IngestReport, ingest_files
+    --retry-failed queues such pages again). With --api the files are uploaded and the server ingests them."""
+    from scripts import progress, remote
     from scripts.ingest_inputs import expand_paths
 
-    settings = get_settings()
-    prepare(settings)
+    client = api_client(api, api_key)
+    if client is not None and retry_failed:
+        raise ConfigError("--retry-failed works on the database: run it without --api")
     files, path_errors = expand_paths(paths)
-    with progress.bar("reading documents", total=len(files)) as advance:
-        report = ingest_files(settings, corpus=corpus, files=files, report=IngestReport(errors=path_errors),
-                              on_file=lambda _p: advance(), enqueue=True)
+    if client is not None:
+        report = remote.upload(client, corpus=corpus, files=files, errors=path_errors)
+    else:
+        settings = get_settings()
+        prepare(settings)
+        report = _ingest_files(settings, corpus=corpus, files=files, errors=path_errors)
     for error in report.errors:
         err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
     console.print(f"{len(report.added)} documents added ({report.pages} pages), {len(report.duplicates)} duplicates skipped")
-    unindexed = progress.embed_and_wait(settings, corpus=corpus, wait=wait, queued=report.queued_page_ids,
-                                        retry_failed=retry_failed)
-    for error in unindexed:
-        err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
-    if unindexed:
-        err_console.print(f"{len(unindexed)} pages of the corpus are not indexed; after fixing the cause, run this "
-                          "ingest again with --retry-failed", highlight=False)
-    if report.errors or unindexed:
+    if client is not None:
+        failed = remote.wait_indexed(client, corpus=corpus) if wait and (report.added or report.duplicates) else 0
+        hint = "the workers' logs say why; after fixing the cause, run pageqa ingest --retry-failed on the database"
+    else:
+        unindexed = progress.embed_and_wait(settings, corpus=corpus, wait=wait, queued=report.queued_page_ids,
+                                            retry_failed=retry_failed)
+        for error in unindexed:
+            err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
+        failed, hint = len(unindexed), "after fixing the cause, run this ingest again with --retry-failed"
+    if failed:
+        err_console.print(f"{failed} pages of the corpus are not indexed; {hint}", highlight=False)
+    if report.errors or failed:
         raise typer.Exit(1)
+
+
+def _ingest_files(settings: Settings, *, corpus: str, files: list[Path], errors: list[str]):
+    """Ingest into the database with a bar over the files; the :class:`~scripts.ingest.IngestReport`."""
+    from scripts import progress
+    from scripts.ingest import IngestReport, ingest_files
+
+    with progress.bar("reading documents", total=len(files)) as advance:
+        return ingest_files(settings, corpus=corpus, files=files, report=IngestReport(errors=errors),
+                            on_file=lambda _p: advance(), enqueue=True)
 
 
 @command(app)
@@ -192,18 +241,26 @@ def submit(
     completion_window: Annotated[str, typer.Option(help="Time the job may take, e.g. 24h, 90m, 7d; then the "
                                                    "questions not answered yet expire.")] = "24h",
     strict: Annotated[bool, typer.Option(help="Refuse the whole file if any row is invalid.")] = False,
-    tenant: Annotated[str, typer.Option(help="Who submits: answers are never reused across tenants.")] = "default",
+    tenant: Annotated[str | None, typer.Option(help="Who submits (default 'default'): answers are never reused "
+                                                  "across tenants. With --api the API key names the tenant.")] = None,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Submit a question file as a job; prints the job id."""
     from pageqa.options import job_options
+    from scripts import remote
     from scripts.jobs import submit_file
 
     options = job_options(retrieve_top_k=retrieve_top_k, rerank_top_k=rerank_top_k, max_new_tokens=max_new_tokens,
                           chunk_size=chunk_size, lanes=parse_lanes(lanes), document_field=document_field,
                           priority=priority, completion_window=completion_window)
-    settings = get_settings()
-    prepare(settings)
-    result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict, tenant=tenant)
+    if client := api_client(api, api_key, tenant=tenant):
+        result = remote.submit(client, path=file, corpus=corpus, options=options, strict=strict)
+    else:
+        settings = get_settings()
+        prepare(settings)
+        result = submit_file(settings, path=file, corpus=corpus, options=options, strict=strict,
+                             tenant=tenant or "default")
     for note in result.notes:
         err_console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
     for error in result.errors:  # escaped: a custom_id such as "[/red]" is text, not markup
@@ -220,14 +277,19 @@ def submit(
 def status(
     job_id: str,
     watch: Annotated[bool, typer.Option(help="Follow the job with a progress bar until it ends.")] = False,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Show a job's status and question counts."""
-    from scripts import progress
+    from scripts import progress, remote
     from scripts.jobs import job_status
 
-    settings = get_settings()
-    prepare(settings)
-    view = progress.watch_job(settings, job_id=job_id) if watch else job_status(settings, job_id=job_id)
+    if client := api_client(api, api_key):
+        view = remote.job_status(client, job_id=job_id, watch=watch)
+    else:
+        settings = get_settings()
+        prepare(settings)
+        view = progress.watch_job(settings, job_id=job_id) if watch else job_status(settings, job_id=job_id)
     c = view.counts
     ended = "".join(f", {c[s]} {s}" for s in ("cancelled", "expired") if c[s])
     console.print(
@@ -236,7 +298,7 @@ def status(
     )
 
 
-def _write_file(chunks, output: Path | None, what: str) -> None:
+def _write_file(chunks, output: Path | None) -> None:
     """Stream text ``chunks`` to ``output`` (default stdout)."""
     if output is None:
         for chunk in chunks:
@@ -244,7 +306,27 @@ def _write_file(chunks, output: Path | None, what: str) -> None:
         return
     with output.open("w", encoding="utf-8", newline="") as fh:
         fh.writelines(chunks)
-    err_console.print(f"{what} written to {escape(str(output))}", highlight=False)
+
+
+def _job_file(job_id: str, kind: str, format: str, output: Path | None, client: ApiClient | None) -> None:
+    """Write the job's output (``results``) or error file, from the API or the database, to ``output`` or stdout."""
+    from scripts import remote
+    from scripts.results import error_records, errors_to_csv, result_records, to_csv, to_jsonl
+
+    _check_format(format)
+    if client is not None:
+        remote.download(client, job_id=job_id, kind=kind, format=format, output=output)
+    else:
+        settings = get_settings()
+        prepare(settings)
+        if kind == "results":
+            records = result_records(settings, job_id=job_id)
+            _write_file((to_jsonl if format == "jsonl" else to_csv)(records), output)
+        else:
+            records = error_records(settings, job_id=job_id)
+            _write_file((to_jsonl if format == "jsonl" else errors_to_csv)(records), output)
+    if output is not None:
+        err_console.print(f"{kind} written to {escape(str(output))}", highlight=False)
 
 
 def _check_format(format: str) -> None:
@@ -257,16 +339,12 @@ def results(
     job_id: str,
     format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default: stdout.")] = None,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Write the output file: one record per answered question (answer, citations with document and 1-based
     page, scores, per-stage ms, model ids), joinable with the error file by custom_id."""
-    from scripts.results import result_records, to_csv, to_jsonl
-
-    _check_format(format)
-    settings = get_settings()
-    prepare(settings)
-    records = result_records(settings, job_id=job_id)
-    _write_file((to_jsonl if format == "jsonl" else to_csv)(records), output, "results")
+    _job_file(job_id, "results", format, output, api_client(api, api_key))
 
 
 @command(app)
@@ -274,16 +352,12 @@ def errors(
     job_id: str,
     format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default: stdout.")] = None,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Write the error file: one record per question that ended without an answer (custom_id, status, error code
     and message)."""
-    from scripts.results import error_records, errors_to_csv, to_jsonl
-
-    _check_format(format)
-    settings = get_settings()
-    prepare(settings)
-    records = error_records(settings, job_id=job_id)
-    _write_file((to_jsonl if format == "jsonl" else errors_to_csv)(records), output, "errors")
+    _job_file(job_id, "errors", format, output, api_client(api, api_key))
 
 
 @command(app)
@@ -322,7 +396,10 @@ def delete(
 def jobs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     status: Annotated[str | None, typer.Option(help="Only jobs in this status, e.g. in_progress.")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant's jobs; default: every tenant's.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's jobs; default: every tenant's (with --api: "
+                                                   "the API key's).")] = None,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """List the most recent jobs."""
     from rich.table import Table
@@ -330,9 +407,13 @@ def jobs(
     from db import jobs as jobs_db
     from db.engine import session_scope
     from db.schema import JobStatus
+    from scripts import remote
 
     if status is not None and status not in JobStatus.__members__:
         raise PageQAError(f"--status must be one of {', '.join(JobStatus.__members__)}, not {status!r}")
+    if client := api_client(api, api_key, tenant=tenant):
+        console.print(remote.jobs_table(client, limit=limit, status=status))
+        return
     settings = get_settings()
     prepare(settings)
     table = Table("status", "questions", "tenant", "source", "created")
@@ -343,6 +424,29 @@ def jobs(
             table.add_row(job.status.value, str(job.total), job.tenant, escape(job.source),
                           f"{job.created_at:%Y-%m-%d %H:%M:%S}", job.id)
     console.print(table)
+
+
+@command(app)
+def corpora(
+    name: Annotated[str | None, typer.Argument(help="Show this corpus and its documents; omit to list corpora.")]
+    = None,
+    tenant: Annotated[str | None, typer.Option(help="The tenant whose corpora to show; default: every tenant's "
+                                                   "(one corpus: 'default'). With --api the API key names it.")]
+    = None,
+    api: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """List corpora with their documents, pages, pages indexed and pages that failed; or one corpus's documents."""
+    from scripts.corpora import corpora_table, corpus_detail, corpus_summaries, documents_table
+
+    if client := api_client(api, api_key, tenant=tenant):
+        found = client.list_corpora() if name is None else client.get_corpus(name)
+    else:
+        settings = get_settings()
+        prepare(settings)
+        found = (corpus_summaries(settings, tenant=tenant) if name is None
+                 else corpus_detail(settings, name=name, tenant=tenant or "default"))
+    console.print(corpora_table(found) if name is None else documents_table(found))
 
 
 @command(keys_app, "create")
@@ -421,12 +525,18 @@ def beat(loglevel: str = "INFO") -> None:
 
 
 @command(app)
-def cancel(job_id: str) -> None:
+def cancel(job_id: str, api: ApiUrl = None, api_key: ApiKey = None) -> None:
     """Cancel a job: queued questions will not run, answered ones keep their answers, running ones finish."""
     from db import jobs as jobs_db
     from db import lifecycle
     from db.engine import session_scope
+    from scripts import remote
 
+    if client := api_client(api, api_key):
+        view = remote.cancel(client, job_id=job_id)
+        counts = ", ".join(f"{n} {s}" for s, n in view.counts.items() if n)
+        console.print(f"{escape(view.job_id)} {view.status}: {counts}")
+        return
     settings = get_settings()
     prepare(settings)
     with session_scope(settings) as session:
