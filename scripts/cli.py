@@ -179,6 +179,8 @@ def ingest(
     corpus: Annotated[str, typer.Option(help="Corpus name (created when missing).")],
     wait: Annotated[bool, typer.Option(help="Wait until the workers have embedded every page.")] = True,
     retry_failed: Annotated[bool, typer.Option(help="Queue again the corpus's pages whose indexing failed.")] = False,
+    tenant: Annotated[str | None, typer.Option(help="Whose corpus (default 'default'); with --api the API key names "
+                                                  "the tenant.")] = None,
     api: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -189,7 +191,7 @@ def ingest(
     from scripts import progress, remote
     from scripts.ingest_inputs import expand_paths
 
-    client = api_client(api, api_key)
+    client = api_client(api, api_key, tenant=tenant)
     if client is not None and retry_failed:
         raise ConfigError("--retry-failed works on the database: run it without --api")
     files, path_errors = expand_paths(paths)
@@ -198,7 +200,7 @@ def ingest(
     else:
         settings = get_settings()
         prepare(settings)
-        report = _ingest_files(settings, corpus=corpus, files=files, errors=path_errors)
+        report = _ingest_files(settings, corpus=corpus, files=files, errors=path_errors, tenant=tenant or "default")
     for error in report.errors:
         err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
     console.print(f"{len(report.added)} documents added ({report.pages} pages), {len(report.duplicates)} duplicates skipped")
@@ -207,7 +209,7 @@ def ingest(
         hint = "the workers' logs say why; after fixing the cause, run pageqa ingest --retry-failed on the database"
     else:
         unindexed = progress.embed_and_wait(settings, corpus=corpus, wait=wait, queued=report.queued_page_ids,
-                                            retry_failed=retry_failed)
+                                            retry_failed=retry_failed, tenant=tenant or "default")
         for error in unindexed:
             err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
         failed, hint = len(unindexed), "after fixing the cause, run this ingest again with --retry-failed"
@@ -217,14 +219,14 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _ingest_files(settings: Settings, *, corpus: str, files: list[Path], errors: list[str]):
+def _ingest_files(settings: Settings, *, corpus: str, files: list[Path], errors: list[str], tenant: str):
     """Ingest into the database with a bar over the files; the :class:`~scripts.ingest.IngestReport`."""
     from scripts import progress
     from scripts.ingest import IngestReport, ingest_files
 
     with progress.bar("reading documents", total=len(files)) as advance:
         return ingest_files(settings, corpus=corpus, files=files, report=IngestReport(errors=errors),
-                            on_file=lambda _p: advance(), enqueue=True)
+                            on_file=lambda _p: advance(), enqueue=True, tenant=tenant)
 
 
 @command(app)
@@ -311,7 +313,13 @@ def _write_file(chunks, output: Path | None) -> None:
 def _job_file(job_id: str, kind: str, format: str, output: Path | None, client: ApiClient | None) -> None:
     """Write the job's output (``results``) or error file, from the API or the database, to ``output`` or stdout."""
     from scripts import remote
-    from scripts.results import error_records, errors_to_csv, result_records, to_csv, to_jsonl
+    from scripts.results import (
+        error_records,
+        errors_to_csv,
+        result_records,
+        to_csv,
+        to_jsonl,
+    )
 
     _check_format(format)
     if client is not None:
@@ -437,7 +445,12 @@ def corpora(
     api_key: ApiKey = None,
 ) -> None:
     """List corpora with their documents, pages, pages indexed and pages that failed; or one corpus's documents."""
-    from scripts.corpora import corpora_table, corpus_detail, corpus_summaries, documents_table
+    from scripts.corpora import (
+        corpora_table,
+        corpus_detail,
+        corpus_summaries,
+        documents_table,
+    )
 
     if client := api_client(api, api_key, tenant=tenant):
         found = client.list_corpora() if name is None else client.get_corpus(name)

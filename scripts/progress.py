@@ -94,9 +94,9 @@ def _check(alive: Callable[[], bool] | None) -> None:
 
 def embed_and_wait(
     settings: Settings, *, corpus: str, wait: bool, alive: Callable[[], bool] | None = None,
-    queued: Collection[int] = (), retry_failed: bool = False,
+    queued: Collection[int] = (), retry_failed: bool = False, tenant: str = "default",
 ) -> list[str]:
-    """Queue every page of the corpus not yet indexed for the configured model set (OCR, passages, multi-vector),
+    """Queue every page of the tenant's corpus not yet indexed for the configured model set (OCR, passages, multi-vector),
     except the ``queued`` page ids (already queued, e.g. by ``ingest_files(enqueue=True)``) and pages whose
     indexing failed (unless ``retry_failed``: their errors are cleared and they are queued again); optionally wait
     until no page is left waiting for the workers.
@@ -111,7 +111,7 @@ def embed_and_wait(
     models = {"visual_model": ids["retriever"] if "visual" in settings.available_lanes() else None,
               "text_model": ids["text"]}
     with session_scope(settings) as session:
-        corpus_id = corpus_db.get_corpus(session, name=corpus).id
+        corpus_id = corpus_db.get_corpus(session, name=corpus, tenant=tenant).id
         if retry_failed:
             corpus_db.clear_index_errors(session, corpus_id=corpus_id)
         todo = corpus_db.pages_to_index(session, corpus_id=corpus_id, **models)

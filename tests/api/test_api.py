@@ -278,3 +278,12 @@ def test_a_malformed_file_is_reported_by_line(client, alpha):
     r = client.post("/v1/jobs", files={"file": ("q.jsonl", b"{}", "text/plain")},
                     data={"corpus": "reports", "priority": "12"}, headers=alpha)
     assert r.status_code == 400 and "priority" in r.json()["error"]["message"]
+
+
+def test_a_corpus_ingested_from_the_cli_for_a_tenant_is_that_tenants(client, alpha, beta, sample_docs):
+    cli("ingest", str(sample_docs["png"]), "--corpus", "from-cli", "--tenant", "alpha", "--no-wait")
+    assert [c["documents"] for c in client.get("/v1/corpora", headers=alpha).json()["data"]
+            if c["name"] == "from-cli"] == [1]
+    assert "from-cli" not in {c["name"] for c in client.get("/v1/corpora", headers=beta).json()["data"]}
+    refused = cli("submit", str(sample_docs["png"]), "--corpus", "from-cli", ok=False)  # the default tenant's: none
+    assert refused.exit_code == 1 and "no corpus named 'from-cli'" in refused.output
