@@ -170,3 +170,22 @@ def test_the_cli_lists_the_first_thousand_errors_and_counts_the_rest(settings, c
         assert "1 questions queued" in result.stderr
     finally:
         _cancel(settings, job_id)
+
+
+def test_a_higher_priority_job_is_taken_first(settings, corpus, tmp_path):
+    queued = _queue(settings, "submit-priority-test")
+    ids = {}
+    for name, priority in (("low", 0), ("default", None), ("high", 9)):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("custom_id,question\n" + "".join(f"{name}{n},{name} question {n}?\n" for n in range(3)))
+        options = {"chunk_size": 1} | ({"priority": priority} if priority is not None else {})
+        ids[name] = submit_file(queued, path=path, corpus=corpus, options=options).job_id
+    sent = [qid for task in _sent(settings, "submit-priority-test") for qid in task]  # in the order a worker takes them
+    owners = []
+    with session_scope(settings) as session:
+        for qid in sent:
+            owners.append(session.get(Question, qid).job_id)
+    order = [next(name for name, job in ids.items() if job == owner) for owner in owners]
+    assert order == ["high"] * 3 + ["default"] * 3 + ["low"] * 3, "submitted low first, taken high first"
+    for job_id in ids.values():
+        _cancel(settings, job_id)
