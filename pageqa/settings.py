@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ModelSetName = Literal["real", "tiny", "offline"]
@@ -167,6 +167,36 @@ class Settings(BaseSettings):
     api_key: str | None = Field(
         default=None, description="API key the CLI sends to api_url (Authorization: Bearer; pageqa keys create).",
     )
+
+    report_time: str = Field(
+        default="02:00",
+        description="When beat builds the nightly report of the previous day, HH:MM (24 h) in report_timezone.",
+    )
+    report_timezone: str = Field(
+        default="UTC",
+        description="IANA time zone (zoneinfo name, e.g. Europe/Paris) of report_time and of the report's day: "
+        "a day is [00:00, 24:00) local time there.",
+    )
+
+    @field_validator("report_time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+            raise ValueError(f"expected HH:MM on a 24-hour clock, e.g. 02:00, not {value!r}")
+        return value
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Paris)") from None
+        return value
 
     @model_validator(mode="after")
     def _time_limits_nest(self) -> Settings:
