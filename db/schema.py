@@ -12,6 +12,7 @@ from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
     BigInteger,
     Computed,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -390,3 +391,20 @@ class LaneHit(Base):
     rank: Mapped[int] = mapped_column(Integer, doc="1-based.")
     page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
     score: Mapped[float] = mapped_column(Float)
+
+
+class Report(Base):
+    """One nightly report of one day for one scope (a tenant name, or ``"all"`` for every tenant): the
+    self-contained HTML page, its figures as JSON and as a flat CSV (section, tenant, metric, value). Building a day
+    again replaces its rows. ``day`` is a calendar date in the report's time zone (``json["timezone"]``)."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("day", "scope", name="uq_reports_day_scope"),
+                      Index("ix_reports_scope_day", "scope", text("day DESC")))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date)
+    scope: Mapped[str] = mapped_column(String(100), doc="A tenant, or 'all'.")
+    html: Mapped[str] = mapped_column(Text)
+    json: Mapped[dict] = mapped_column(JSONB, doc="The figures of this scope (see scripts.report).")
+    csv: Mapped[str] = mapped_column(Text)
+    generated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
