@@ -10,18 +10,25 @@ process opens a channel, the submitting CLI and beat included, so every process 
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
 from pageqa.errors import ConfigError
 from pageqa.settings import Settings, get_settings
 from worker import broker
 
-app = Celery("pageqa", include=["tasks.embed", "tasks.answer", "tasks.reconcile"])
+app = Celery("pageqa", include=["tasks.embed", "tasks.answer", "tasks.reconcile", "tasks.report"])
 _configured_for: str | None = None
 
 
 def control_queue(settings: Settings) -> str:
     """The queue of the reconciler's beat tasks, consumed only by the worker started with ``--beat``."""
     return f"{settings.worker_queue}.control"
+
+
+def report_schedule(settings: Settings) -> crontab:
+    """Every day at ``report_time`` (HH:MM) in the app's time zone, which is ``report_timezone``."""
+    hour, minute = settings.report_time.split(":")
+    return crontab(hour=int(hour), minute=int(minute))
 
 
 def resolve_broker_url(settings: Settings) -> str:
@@ -62,10 +69,18 @@ def get_app(settings: Settings | None = None) -> Celery:
             # On a cold shutdown (a second SIGTERM, SIGQUIT) Celery still signals and waits this long first; the
             # answering task stops at its next micro-batch and hands its questions back (tasks.answer).
             worker_soft_shutdown_timeout=30.0,
+            # Crontab entries read the clock in this zone (Celery's documented way to schedule in local time); the
+            # reconciler's interval does not depend on it, and messages still carry UTC times (enable_utc).
+            timezone=settings.report_timezone,
             # The reconciler has a queue of its own, read by the --beat worker between chunks: behind a backlog of
             # answering tasks in the main queue it would wait for the whole backlog.
-            beat_schedule={"reconcile": {"task": "pageqa.reconcile", "schedule": settings.reconcile_every_seconds,
-                                         "options": {"queue": control_queue(settings), "expires": 3600}}},
+            beat_schedule={
+                "reconcile": {"task": "pageqa.reconcile", "schedule": settings.reconcile_every_seconds,
+                              "options": {"queue": control_queue(settings), "expires": 3600}},
+                # The previous day's report; it may wait in the queue up to 12 h for a control worker.
+                "nightly-report": {"task": "pageqa.nightly_report", "schedule": report_schedule(settings),
+                                   "options": {"queue": control_queue(settings), "expires": 12 * 3600}},
+            },
         )
         _configured_for = url
     elif _configured_for != url:
