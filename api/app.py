@@ -8,7 +8,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import corpora, health, jobs
+from api import corpora, health, jobs, reports
 from api.deps import error_body
 from api.limits import LimitBodySize
 from pageqa.errors import (
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.add_middleware(LimitBodySize, max_bytes=app.state.settings.max_upload_bytes)
-    for module in (jobs, corpora, health):
+    for module in (jobs, corpora, reports, health):
         app.include_router(module.router, prefix="/v1")
 
     @app.exception_handler(PageQAError)

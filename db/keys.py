@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from db.report import ALL
 from db.schema import ApiKey
 from pageqa.errors import InputError, NotFoundError
 
@@ -36,11 +37,14 @@ def create_key(session: Session, *, tenant: str, name: str = "") -> NewKey:
     """Create an API key for ``tenant`` (a new tenant exists from its first key).
 
     Raises:
-        InputError: the tenant name is not 1–100 letters, digits, ``_``, ``.`` or ``-``.
+        InputError: the tenant name is not 1–100 letters, digits, ``_``, ``.`` or ``-``, or is ``all`` (the
+            nightly report's scope over every tenant).
     """
     if not TENANT_NAME.match(tenant):
         raise InputError(f"tenant {tenant!r}: use 1-100 letters, digits, '_', '.' or '-', starting with a letter or "
                          "digit")
+    if tenant == ALL:
+        raise InputError(f"tenant {ALL!r} is reserved: it names the nightly report over every tenant")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(tenant=tenant, name=name[:200], prefix=key[:12], key_hash=hash_key(key))
     session.add(row)

@@ -462,6 +462,34 @@ def corpora(
     console.print(corpora_table(found) if name is None else documents_table(found))
 
 
+@command(app)
+def report(
+    date: Annotated[str | None, typer.Option(help="Day to report, YYYY-MM-DD; default: yesterday in "
+                                             "PAGEQA_REPORT_TIMEZONE.")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open the page in a web browser.")] = False,
+) -> None:
+    """Build a day's nightly report (what beat runs at PAGEQA_REPORT_TIME): one self-contained HTML page for every
+    tenant and one per tenant, the figures as JSON and CSV, stored in the database and under PAGEQA_HOME/reports.
+    Building a day again replaces its report."""
+    import datetime as dt
+    import webbrowser
+
+    from scripts.report import build_report
+    from tasks.report import previous_day
+
+    settings = get_settings()
+    try:
+        day = dt.date.fromisoformat(date) if date is not None else previous_day(settings)
+    except ValueError:
+        raise PageQAError(f"--date must be YYYY-MM-DD, not {date!r}") from None
+    prepare(settings)
+    result = build_report(settings, day=day)
+    console.print(f"report of {day}: {escape(str(result.pages['all']))} ({len(result.pages) - 1} tenant pages; "
+                  f"figures in {escape(str(result.json_path))} and {escape(result.csv_path.name)})", highlight=False)
+    if open_:
+        webbrowser.open(result.pages["all"].as_uri())
+
+
 @command(keys_app, "create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key acts for (created with its first key).")],

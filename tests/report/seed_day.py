@@ -184,7 +184,16 @@ def page_image(fmt: str, label: str) -> bytes:
 
 def seed(session) -> dict:
     """Write the day; returns the ids given to documents, pages (by (document key, page)) and questions."""
-    from db.schema import Answer, ChunkRun, Citation, Corpus, Document, Job, Page, Question
+    from db.schema import (
+        Answer,
+        ChunkRun,
+        Citation,
+        Corpus,
+        Document,
+        Job,
+        Page,
+        Question,
+    )
 
     corpora = {}
     for tenant, name in CORPORA.items():

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from db import report as report_db
 from db.engine import session_scope
 from db.schema import Report
+from pageqa.errors import InputError
 from scripts.report import build_report, page_file_name
 
 SCOPES = (S.ALL, *S.TENANTS)
@@ -340,3 +341,41 @@ def test_every_page_loads_in_chromium_with_every_image_decoded(built, empty, chr
         assert not undecoded, f"{path.name}: images not decoded: {undecoded}"
         assert not problems, f"{path.name}: {problems}"
         assert not fetched, f"{path.name} is not self-contained: it fetched {fetched}"
+
+
+def test_the_api_serves_a_tenant_only_its_own_reports(built, settings):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from db import keys
+
+    with session_scope(settings) as session:
+        auth = {t: {"Authorization": f"Bearer {keys.create_key(session, tenant=t).key}"}
+                for t in (S.ACME, S.GLOBEX, "rpt-idle")}
+        with pytest.raises(InputError, match="reserved"):
+            keys.create_key(session, tenant=S.ALL)  # nobody may read the page over every tenant through the API
+    client = TestClient(create_app(settings))
+    listed = client.get("/v1/reports", headers=auth[S.ACME]).json()["data"]
+    assert S.DAY.isoformat() in [r["date"] for r in listed]
+    page = client.get(f"/v1/reports/{S.DAY}", headers=auth[S.ACME])
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text == built.pages[S.ACME].read_text()
+    assert not any(s in page.text for s in _other_tenant_strings(S.ACME))
+    figures = client.get(f"/v1/reports/{S.DAY}?format=json", headers=auth[S.GLOBEX]).json()
+    assert figures["jobs"] == built.figures[S.GLOBEX]["jobs"]
+    table = client.get(f"/v1/reports/{S.DAY}?format=csv", headers=auth[S.GLOBEX]).text
+    assert table.splitlines()[0].startswith("section,") and S.ACME not in table
+    assert client.get(f"/v1/reports/{S.DAY}", headers=auth["rpt-idle"]).status_code == 404
+    assert client.get("/v1/reports", headers=auth["rpt-idle"]).json()["data"] == []
+    assert client.get(f"/v1/reports/{S.DAY}").status_code == 401
+    assert client.get("/v1/reports/2024-13-40", headers=auth[S.ACME]).status_code == 422
+
+
+def test_pageqa_report_builds_a_day_by_hand(settings):
+    from conftest import run_cli
+
+    done = run_cli("report", "--date", "2024-01-11")
+    page = settings.home_dir / "reports" / "2024-01-11" / "index.html"
+    assert str(page) in done.stdout and "Nothing happened on 2024-01-11" in page.read_text()
+    bad = run_cli("report", "--date", "11/01/2024", ok=False)
+    assert bad.exit_code == 1 and "--date must be YYYY-MM-DD, not '11/01/2024'" in bad.output
