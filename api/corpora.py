@@ -12,15 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select
 from starlette.datastructures import UploadFile
 
 from api.deps import SettingsDep, TenantDep, uploads_dir
 from db import corpus as corpus_db
-from db.engine import session_scope
-from db.schema import Corpus, Document, Page
 from pageqa.errors import InputError
 from pageqa.settings import Settings
+from scripts.corpora import corpus_detail, corpus_summaries
 from scripts.ingest import IngestReport, ingest_files
 from scripts.ingest_inputs import SUFFIXES
 
@@ -81,53 +79,19 @@ def _ingest(settings: Settings, tenant: str, name: str, uploads: list[UploadFile
             "pages_queued": len(report.queued_page_ids)}
 
 
-def _summaries(session, tenant: str, name: str | None = None) -> list[dict]:
-    docs = (select(Document.corpus_id, func.count(Document.id).label("documents"),
-                   func.coalesce(func.sum(Document.page_count), 0).label("pages"))
-            .group_by(Document.corpus_id).subquery())
-    failed = (select(Document.corpus_id, func.count(Page.id).label("failed"))
-              .join(Page, Page.document_id == Document.id).where(Page.index_error.is_not(None))
-              .group_by(Document.corpus_id).subquery())
-    stmt = (select(Corpus, func.coalesce(docs.c.documents, 0), func.coalesce(docs.c.pages, 0),
-                   func.coalesce(failed.c.failed, 0))
-            .outerjoin(docs, docs.c.corpus_id == Corpus.id).outerjoin(failed, failed.c.corpus_id == Corpus.id)
-            .where(Corpus.tenant == tenant).order_by(Corpus.name))
-    if name is not None:
-        stmt = stmt.where(Corpus.name == name)
-    return [{"object": "corpus", "name": c.name, "documents": n_docs, "pages": n_pages, "pages_failed": n_failed,
-             "created_at": c.created_at.isoformat().replace("+00:00", "Z"), "id": c.id}
-            for c, n_docs, n_pages, n_failed in session.execute(stmt)]
-
-
-def _indexed(settings: Settings, session, corpus_id: int) -> int:
-    """Pages of the corpus indexed for the configured model set (searchable)."""
-    ids = settings.model_ids()
-    visual = ids["retriever"] if "visual" in settings.available_lanes() else None
-    return corpus_db.count_indexed(session, corpus_id=corpus_id, visual_model=visual, text_model=ids["text"]).indexed
+def _shown(corpus: dict) -> dict:
+    """A corpus as a tenant sees it: without the tenant field (the key already names the tenant)."""
+    return {k: v for k, v in corpus.items() if k != "tenant"}
 
 
 @router.get("/corpora", summary="List corpora")
 def list_corpora(settings: SettingsDep, tenant: TenantDep) -> dict:
     """The tenant's corpora with their document and page counts: pages, pages indexed (searchable) and pages that
     could not be indexed."""
-    with session_scope(settings) as session:
-        data = _summaries(session, tenant)
-        for row in data:
-            row["pages_indexed"] = _indexed(settings, session, row.pop("id"))
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [_shown(c) for c in corpus_summaries(settings, tenant=tenant)]}
 
 
 @router.get("/corpora/{name}", summary="Get a corpus")
 def get_corpus(name: CorpusName, settings: SettingsDep, tenant: TenantDep) -> dict:
     """The tenant's corpus ``name`` with its documents (name, title, kind, pages, bytes)."""
-    with session_scope(settings) as session:
-        found = _summaries(session, tenant, name)
-        if not found:
-            raise HTTPException(404, f"no corpus named {name!r}")
-        corpus_id = found[0].pop("id")
-        found[0]["pages_indexed"] = _indexed(settings, session, corpus_id)
-        documents = [{"id": d.id, "name": d.source, "title": d.title, "kind": d.kind, "pages": d.page_count,
-                      "size_bytes": d.size_bytes, "created_at": d.created_at.isoformat().replace("+00:00", "Z")}
-                     for d in session.scalars(select(Document).where(Document.corpus_id == corpus_id)
-                                              .order_by(Document.id))]
-    return {**found[0], "document_list": documents}
+    return _shown(corpus_detail(settings, name=name, tenant=tenant))
