@@ -45,7 +45,7 @@ class JobRequest(BaseModel):
     ``question``, optionally the document field), checked exactly as a file is, with item 1 as line 1."""
 
     model_config = ConfigDict(extra="forbid")
-    corpus: str = Field(min_length=1, max_length=200)
+    corpus: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     questions: list[dict[str, Any]] = Field(min_length=1)
     options: JobOptions = Field(default_factory=JobOptions)
     strict: bool = False

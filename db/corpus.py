@@ -29,7 +29,9 @@ def get_corpus(session: Session, *, name: str, tenant: str = "default") -> Corpu
     Raises:
         NotFoundError: no such corpus.
     """
-    corpus = session.scalars(select(Corpus).where(Corpus.tenant == tenant, Corpus.name == name)).one_or_none()
+    corpus = None
+    if "\x00" not in name:  # PostgreSQL refuses NUL in text: no corpus can be named so
+        corpus = session.scalars(select(Corpus).where(Corpus.tenant == tenant, Corpus.name == name)).one_or_none()
     if corpus is None:
         raise NotFoundError(f"no corpus named {name!r} (ingest documents into it first: pageqa ingest --corpus)")
     return corpus

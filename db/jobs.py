@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -173,6 +174,11 @@ def _copy_staged(driver_connection, questions: Iterable[NewQuestion]) -> None:
             copy.write_row((seq, q.line_number, q.custom_id, q.question, q.document_id, question_key(q.question)))
 
 
+#: Every job id :func:`open_job` makes; anything else names no job (and never reaches PostgreSQL, which refuses
+#: some strings outright: a NUL character).
+JOB_ID = re.compile(r"job_[0-9a-f]{24}")
+
+
 def get_job(session: Session, *, job_id: str, tenant: str | None = None) -> Job:
     """The job with this id; with ``tenant``, only if that tenant submitted it (another tenant's job is not found,
     so ids cannot be probed).
@@ -180,7 +186,7 @@ def get_job(session: Session, *, job_id: str, tenant: str | None = None) -> Job:
     Raises:
         NotFoundError: no such job.
     """
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id) if JOB_ID.fullmatch(job_id) else None
     if job is None or (tenant is not None and job.tenant != tenant):
         raise NotFoundError(f"no job {job_id!r}")
     return job
@@ -387,7 +393,9 @@ def list_jobs(
     if status is not None:
         stmt = stmt.where(Job.status == status)
     if after is not None:
-        cursor = session.scalar(select(Job).where(Job.id == after, *([Job.tenant == tenant] if tenant else [])))
+        cursor = None
+        if JOB_ID.fullmatch(after):
+            cursor = session.scalar(select(Job).where(Job.id == after, *([Job.tenant == tenant] if tenant else [])))
         if cursor is None:
             raise NotFoundError(f"no job {after!r} to list after")
         stmt = stmt.where((Job.created_at < cursor.created_at)

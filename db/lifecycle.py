@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from db.jobs import request_counts, status_counts
+from db.jobs import JOB_ID, request_counts, status_counts
 from db.schema import FINAL_JOB_STATES, Job, JobStatus, Question, QuestionStatus
 from pageqa.errors import InputError, NotFoundError
 
@@ -208,7 +208,7 @@ def cancel_job(session: Session, *, job_id: str, tenant: str | None = None) -> d
         NotFoundError: no such job.
         InputError: the job has already ended.
     """
-    job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    job = session.scalar(select(Job).where(Job.id == job_id).with_for_update()) if JOB_ID.fullmatch(job_id) else None
     if job is None or (tenant is not None and job.tenant != tenant):
         raise NotFoundError(f"no job {job_id!r}")
     if job.status in FINAL_JOB_STATES or job.status is JobStatus.finalizing:

@@ -26,7 +26,7 @@ class JobOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    document_field: str = Field("document", min_length=1, max_length=100,
+    document_field: str = Field("document", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$",
                                 description="Column (CSV) or key (JSONL) naming the document to search in.")
     retrieve_top_k: int | None = Field(None, ge=1, le=1000, description="Pages kept after first-stage fusion.")
     rerank_top_k: int | None = Field(None, ge=1, le=100, description="Pages passed on to the generator.")

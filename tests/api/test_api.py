@@ -287,3 +287,18 @@ def test_a_corpus_ingested_from_the_cli_for_a_tenant_is_that_tenants(client, alp
     assert "from-cli" not in {c["name"] for c in client.get("/v1/corpora", headers=beta).json()["data"]}
     refused = cli("submit", str(sample_docs["png"]), "--corpus", "from-cli", ok=False)  # the default tenant's: none
     assert refused.exit_code == 1 and "no corpus named 'from-cli'" in refused.output
+
+
+def test_text_postgresql_cannot_store_is_refused_before_it_gets_there(client, alpha):
+    # found by the fuzz run: a NUL in a job id, cursor or name reached PostgreSQL, which refused it, and gave a 500
+    assert client.get("/v1/jobs", params={"after": "\x00"}, headers=alpha).status_code == 404
+    assert client.get("/v1/jobs/job_%00", headers=alpha).status_code == 404
+    assert client.post("/v1/jobs/%00/cancel", headers=alpha).status_code == 404
+    body = {"corpus": "re\x00ports", "questions": [{"custom_id": "a", "question": "b?"}]}
+    assert client.post("/v1/jobs", json=body, headers=alpha).status_code == 400
+    r = client.post("/v1/jobs", files={"file": ("q.jsonl", b'{"custom_id": "a", "question": "b?"}\n', "text/plain")},
+                    data={"corpus": "re\x00ports"}, headers=alpha)
+    assert r.status_code == 404 and "no corpus named" in r.json()["error"]["message"]
+    r = client.post("/v1/jobs", files={"file": ("q.jsonl", b'{"custom_id": "a", "question": "b?"}\n', "text/plain")},
+                    data={"corpus": "reports", "document_field": "doc\x00"}, headers=alpha)
+    assert r.status_code == 400 and "document_field" in r.json()["error"]["message"]

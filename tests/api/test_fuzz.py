@@ -12,7 +12,8 @@ from db import keys
 from db.engine import session_scope
 
 pytestmark = pytest.mark.models
-#: Examples per operation (and per generation mode). The run covers every route in well under a minute here.
+#: Examples per operation. Derandomized, so CI runs the same examples every time (a fuzz failure that comes and
+#: goes would block landings at random); docs/api.md records longer random runs.
 EXAMPLES = 40
 
 
@@ -31,7 +32,8 @@ def test_no_request_gets_a_server_error(settings, worker, fuzz_key):
     assert len(operations) == 12, [op.label for op in operations]
     calls: dict[str, set[int]] = {}
     def fuzz(operation) -> None:
-        @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                             suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def run(case):
             for headers in ({"Authorization": f"Bearer {fuzz_key}"}, {}):
