@@ -274,7 +274,10 @@ class Question(Base):
     """One question of a job, identified by its ``custom_id`` (unique per job)."""
 
     __tablename__ = "questions"
-    __table_args__ = (UniqueConstraint("job_id", "custom_id"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "custom_id"),
+        Index("ix_questions_failed_updated_at", "updated_at", postgresql_where=text("status = 'failed'")),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     custom_id: Mapped[str] = mapped_column(Text)
@@ -312,6 +315,7 @@ class Answer(Base):
     """The one answer of a question, with the model ids that produced it and per-stage timings in milliseconds."""
 
     __tablename__ = "answers"
+    __table_args__ = (Index("ix_answers_created_at", "created_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), unique=True)
     answer: Mapped[str] = mapped_column(Text)
@@ -360,6 +364,7 @@ class ChunkRun(Base):
     The nightly report and throughput work read these."""
 
     __tablename__ = "chunk_runs"
+    __table_args__ = (Index("ix_chunk_runs_created_at", "created_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     worker: Mapped[str] = mapped_column(Text, doc="hostname:pid of the worker process.")
