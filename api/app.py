@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
+import time
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api import corpora, health, jobs, reports
-from api.deps import error_body
+from api.deps import error_body, uploads_dir
 from api.limits import LimitBodySize
 from pageqa.errors import (
     ConfigError,
@@ -28,9 +31,39 @@ STATUS = [(NotFoundError, 404, "not_found"), (InputError, 400, "invalid_input"),
           (ServiceError, 503, "service_unavailable"), (PageQAError, 400, "error")]
 
 
+#: Uploads older than this at start-up belong to no running request: a file is read within the hour or its job is
+#: failed by the reconciler (``db.lifecycle.expire_jobs``), so what is left is what a stopped API process left.
+STALE_UPLOAD_S = 2 * 3600
+
+
+def sweep_uploads(settings: Settings, *, older_than_s: float = STALE_UPLOAD_S) -> int:
+    """Remove what a stopped API process left in ``PAGEQA_HOME/uploads`` (files and document batches older than
+    ``older_than_s`` seconds); returns how many entries went."""
+    cutoff = time.time() - older_than_s
+    gone = 0
+    for entry in uploads_dir(settings).iterdir():
+        if entry.lstat().st_mtime < cutoff:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            gone += 1
+    if gone:
+        log.warning("removed %d uploads left by a stopped API process", gone)
+    return gone
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The HTTP API for ``settings`` (default: the process settings); ``pageqa api`` serves it with uvicorn."""
+    """The HTTP API for ``settings`` (default: the process settings); ``pageqa api`` serves it with uvicorn. At
+    start-up it removes stale uploads (:func:`sweep_uploads`)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        sweep_uploads(app.state.settings)
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="pageqa", version="1",
         description="Batch question answering over visual documents: submit a question file as a job, poll its "
                     "status, download its output and error files (joined by custom_id). Every route but "

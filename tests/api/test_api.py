@@ -302,3 +302,24 @@ def test_text_postgresql_cannot_store_is_refused_before_it_gets_there(client, al
     r = client.post("/v1/jobs", files={"file": ("q.jsonl", b'{"custom_id": "a", "question": "b?"}\n', "text/plain")},
                     data={"corpus": "reports", "document_field": "doc\x00"}, headers=alpha)
     assert r.status_code == 400 and "document_field" in r.json()["error"]["message"]
+
+
+def test_uploads_a_stopped_api_left_are_swept_at_start(settings):
+    import os
+
+    from api.app import STALE_UPLOAD_S, create_app
+
+    uploads = settings.home_dir / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    old_file, old_dir, fresh = uploads / "stale.jsonl", uploads / "docs-stale", uploads / "fresh.jsonl"
+    for path in (old_file, fresh):
+        path.write_text("{}\n")
+    old_dir.mkdir(exist_ok=True)
+    (old_dir / "a.pdf").write_bytes(b"%PDF")
+    long_ago = time.time() - STALE_UPLOAD_S - 60
+    for path in (old_file, old_dir):
+        os.utime(path, (long_ago, long_ago))
+    with TestClient(create_app(settings)):
+        pass
+    assert not old_file.exists() and not old_dir.exists() and fresh.exists()
+    fresh.unlink()
