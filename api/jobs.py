@@ -25,6 +25,7 @@ from pageqa.errors import InputError, PageQAError
 from pageqa.options import JobOptions, job_options
 from pageqa.settings import Settings
 from scripts.jobs import job_record, open_job, validate_job
+from scripts.questions import QUESTION_SUFFIXES
 from scripts.results import (
     error_records,
     errors_to_csv,
@@ -36,7 +37,6 @@ from scripts.results import (
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
 
-QUESTION_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson")
 MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 
 

@@ -28,6 +28,9 @@ MAX_CUSTOM_ID_CHARS = 512  # a key to join results by, not a payload
 MAX_LINE_CHARS = 131_072
 #: Error messages kept in memory for the report; the rest are only counted.
 MAX_KEPT_ERRORS = 1000
+#: File name endings of question files: CSV, and JSON lines under its usual names.
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+QUESTION_SUFFIXES = (".csv", *JSONL_SUFFIXES)
 _READ_BYTES = 1 << 20  # bytes per read while checking the encoding
 
 
@@ -119,7 +122,7 @@ def open_question_file(
     suffix = path.suffix.lower()
     if suffix == ".csv":
         kind = "csv"
-    elif suffix in (".jsonl", ".json", ".ndjson"):
+    elif suffix in JSONL_SUFFIXES:
         kind = "jsonl"
     else:
         raise InputError("question files are .csv or .jsonl", source=str(path))
