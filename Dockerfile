@@ -10,6 +10,7 @@ COPY db db
 COPY models models
 COPY pageqa pageqa
 COPY scripts scripts
+COPY services services
 COPY tasks tasks
 COPY worker worker
 RUN uv sync --locked --no-dev

@@ -1,1 +1,2 @@
-"""The HTTP service (``pageqa api``): FastAPI over the same job, corpus and result functions as the CLI."""
+"""Entry point: the HTTP API (FastAPI). Routes in ``api/routes/`` parse requests, call :mod:`services` and shape
+JSON with the response models of ``api/schemas.py``; nothing imports this package."""

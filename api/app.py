@@ -16,6 +16,7 @@ from api.deps import error_body, uploads_dir
 from api.limits import LimitBodySize
 from pageqa.errors import (
     ConfigError,
+    ConflictError,
     InputError,
     NotFoundError,
     PageQAError,
@@ -27,7 +28,7 @@ from pageqa.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 #: HTTP status and error code of each domain exception (the most specific class first).
-STATUS = [(NotFoundError, 404, "not_found"), (InputError, 400, "invalid_input"), (ConfigError, 400, "invalid_option"),
+STATUS = [(NotFoundError, 404, "not_found"), (ConflictError, 409, "conflict"), (InputError, 400, "invalid_input"), (ConfigError, 400, "invalid_option"),
           (ServiceError, 503, "service_unavailable"), (PageQAError, 400, "error")]
 
 

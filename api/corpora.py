@@ -18,9 +18,9 @@ from api.deps import SettingsDep, TenantDep, uploads_dir
 from db import corpus as corpus_db
 from pageqa.errors import InputError
 from pageqa.settings import Settings
-from scripts.corpora import corpus_detail, corpus_summaries
-from scripts.ingest import IngestReport, ingest_files
-from scripts.ingest_inputs import SUFFIXES
+from services.corpora import corpus_detail, corpus_summaries
+from services.ingest.pipeline import IngestReport, ingest_files
+from services.ingest.inputs import SUFFIXES
 
 router = APIRouter(tags=["corpora"])
 CorpusName = Annotated[str, PathParam(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]

@@ -20,13 +20,13 @@ from api.deps import SettingsDep, TenantDep, uploads_dir
 from db import jobs as jobs_db
 from db import lifecycle
 from db.engine import session_scope
-from db.schema import JobStatus
+from pageqa.domain import JobStatus, split_lanes
 from pageqa.errors import InputError, PageQAError
 from pageqa.options import JobOptions, job_options
 from pageqa.settings import Settings
-from scripts.jobs import job_record, open_job, validate_job
-from scripts.questions import QUESTION_SUFFIXES
-from scripts.results import (
+from services.jobs import job_record, open_job, validate_job
+from services.question_file import QUESTION_SUFFIXES
+from services.results import (
     error_records,
     errors_to_csv,
     result_records,
@@ -79,7 +79,7 @@ async def create_job(request: Request, settings: SettingsDep, tenant: TenantDep,
             raise InputError("send the question file as the multipart field 'file' (other fields are text)")
         corpus, strict = fields.pop("corpus", ""), fields.pop("strict", "false").lower() in ("true", "1", "yes")
         if "lanes" in fields:
-            fields["lanes"] = [x.strip() for x in fields["lanes"].split(",") if x.strip()]
+            fields["lanes"] = split_lanes(fields["lanes"])
         options = job_options(**fields)
         source = upload.filename or "questions"
         suffix = Path(source).suffix.lower()
@@ -165,9 +165,6 @@ def cancel_job(job_id: str, settings: SettingsDep, tenant: TenantDep) -> dict:
     """Queued questions are cancelled, answered ones kept, running ones finish; the job is ``cancelling`` until
     then, ``cancelled`` after. 409 when the job has already ended."""
     with session_scope(settings) as session:
-        job = jobs_db.get_job(session, job_id=job_id, tenant=tenant)
-        if job.status in (*lifecycle.FINAL_JOB_STATES, JobStatus.finalizing):
-            raise HTTPException(409, f"job {job_id} has already ended ({job.status.value})")
         lifecycle.cancel_job(session, job_id=job_id, tenant=tenant)
     return _record(settings, job_id, tenant)
 

@@ -7,12 +7,15 @@ process's first use.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+import psycopg
 from sqlalchemy import Engine, create_engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import embedded
@@ -21,6 +24,10 @@ from pageqa.settings import Settings
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+#: Errors that say the database is briefly unreachable (a PostgreSQL restart), not that the work is bad: a task
+#: retries as a whole with backoff (answering takes its questions back: :func:`db.lifecycle.claim_questions`).
+TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -78,3 +85,31 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = get_engine(settings)
     command.upgrade(cfg, revision)
+
+
+_search_lock = threading.Lock()
+_search_conns: list[psycopg.Connection] = []
+
+
+def search_connections(settings: Settings) -> list[psycopg.Connection]:
+    """The process's ``settings.search_connections`` psycopg connections for the two-stage search (pgvector types
+    registered), opened on first use. Each is pinged first (one round trip): a connection the server ended, after a
+    PostgreSQL restart for instance, looks open until used, and is replaced here instead of failing a chunk."""
+    from db.multivector import connect
+
+    def alive(conn: psycopg.Connection) -> bool:
+        if conn.closed or conn.broken:
+            return False
+        try:
+            conn.execute("SELECT 1")
+            conn.rollback()
+        except psycopg.Error:
+            conn.close()
+            return False
+        return True
+
+    with _search_lock:
+        _search_conns[:] = [c for c in _search_conns if alive(c)]
+        while len(_search_conns) < settings.search_connections:
+            _search_conns.append(connect(psycopg_conninfo(settings)))
+        return list(_search_conns[: settings.search_connections])

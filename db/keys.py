@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.report import ALL
+from pageqa.domain import ALL_TENANTS
 from db.schema import ApiKey
 from pageqa.errors import InputError, NotFoundError
 
@@ -43,8 +43,8 @@ def create_key(session: Session, *, tenant: str, name: str = "") -> NewKey:
     if not TENANT_NAME.match(tenant):
         raise InputError(f"tenant {tenant!r}: use 1-100 letters, digits, '_', '.' or '-', starting with a letter or "
                          "digit")
-    if tenant == ALL:
-        raise InputError(f"tenant {ALL!r} is reserved: it names the nightly report over every tenant")
+    if tenant == ALL_TENANTS:
+        raise InputError(f"tenant {ALL_TENANTS!r} is reserved: it names the nightly report over every tenant")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(tenant=tenant, name=name[:200], prefix=key[:12], key_hash=hash_key(key))
     session.add(row)

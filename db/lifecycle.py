@@ -11,8 +11,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from db.jobs import JOB_ID, request_counts, status_counts
-from db.schema import FINAL_JOB_STATES, Job, JobStatus, Question, QuestionStatus
-from pageqa.errors import InputError, NotFoundError
+from db.schema import Job, Question
+from pageqa.domain import ENDED_JOB_STATES, JobStatus, QuestionStatus
+from pageqa.errors import ConflictError, NotFoundError
 
 
 def claim_questions(
@@ -206,13 +207,13 @@ def cancel_job(session: Session, *, job_id: str, tenant: str | None = None) -> d
 
     Raises:
         NotFoundError: no such job.
-        InputError: the job has already ended.
+        ConflictError: the job has already ended (or is being finalized); checked under the job's row lock.
     """
     job = session.scalar(select(Job).where(Job.id == job_id).with_for_update()) if JOB_ID.fullmatch(job_id) else None
     if job is None or (tenant is not None and job.tenant != tenant):
         raise NotFoundError(f"no job {job_id!r}")
-    if job.status in FINAL_JOB_STATES or job.status is JobStatus.finalizing:
-        raise InputError(f"job {job_id} has already ended ({job.status.value})")
+    if job.status in ENDED_JOB_STATES:
+        raise ConflictError(f"job {job_id} has already ended ({job.status.value})")
     if job.status is not JobStatus.cancelling:
         job.status, job.cancelling_at = JobStatus.cancelling, func.now()
     session.execute(

@@ -24,7 +24,6 @@ from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from sqlalchemy.orm import Session
 
-from models.pooling import PooledPage
 from pageqa.errors import ConfigError
 
 #: Name of the first stage's HNSW index (see the 0003 migration).
@@ -104,12 +103,14 @@ def check_pooling(ref: VisualIndexRef, pooling: str) -> None:
 
 @dataclass(frozen=True)
 class PageTiers:
-    """What is stored for one page: its exact ``(n, dim) float16`` multi-vector and its pooled tiers."""
+    """What is stored for one page: its exact ``(n, dim) float16`` multi-vector and its pooled tiers, ``coarse
+    (k_c, dim)`` and ``fine (k_f, dim)`` float16 unit vectors (:func:`models.pooling.pool_pages` makes them)."""
 
     page_id: int
     document_id: int
     vectors: np.ndarray
-    pooled: PooledPage
+    coarse: np.ndarray
+    fine: np.ndarray
 
 
 def store_tiers(
@@ -142,14 +143,14 @@ def store_tiers(
             v = np.ascontiguousarray(p.vectors, dtype=np.float16)
             copy.write_row((
                 emb_id, p.page_id, index.model_id, colpali_version, max_pixels, v.shape[0], v.shape[1],
-                v.tobytes(), index.id, p.pooled.fine.shape[0], _f16(p.pooled.fine),
+                v.tobytes(), index.id, p.fine.shape[0], _f16(p.fine),
             ))
     legacy_ids = []
     for p in legacy:
         row = conn.execute(
             "UPDATE page_embeddings SET visual_index_id = %s, n_fine = %s, fine = %s "
             "WHERE page_id = %s AND model_id = %s RETURNING id",
-            (index.id, p.pooled.fine.shape[0], _f16(p.pooled.fine), p.page_id, index.model_id),
+            (index.id, p.fine.shape[0], _f16(p.fine), p.page_id, index.model_id),
         ).fetchone()
         legacy_ids.append(row[0])
     copy_pool_vectors(conn, index, list(zip(emb_ids + legacy_ids, new + legacy, strict=True)))
@@ -164,7 +165,7 @@ def copy_pool_vectors(conn: psycopg.Connection, index: VisualIndexRef, rows: Seq
     ) as copy:
         copy.set_types(["int4", "int4", "int4", "int4", "halfvec"])
         for emb_id, p in rows:
-            for vec in p.pooled.coarse:
+            for vec in p.coarse:
                 copy.write_row((emb_id, index.id, p.document_id, p.page_id, HalfVector(vec)))
 
 

@@ -14,7 +14,7 @@ saving change). Which timestamp puts a row in the day:
   model and has 0 ms); the most-cited documents and pages count every citation of every answer of the day;
 - a document is ingested on the day of ``documents.created_at``; its pages with it (pages have no stamp of their own).
 
-Every figure is given per tenant (``jobs.tenant``, for documents ``corpora.tenant``) and for :data:`ALL` tenants;
+Every figure is given per tenant (``jobs.tenant``, for documents ``corpora.tenant``) and for ``ALL_TENANTS`` tenants;
 the overall percentiles are computed over all rows, not from the tenants' (``GROUPING SETS``).
 """
 
@@ -31,12 +31,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.schema import Page, Report
+from pageqa.domain import ALL_TENANTS, FINAL_JOB_STATES, NOT_ANSWERABLE_PATTERN
 from pageqa.errors import NotFoundError
 
-#: The scope of the report over every tenant (any other scope is a tenant name).
-ALL = "all"
-#: Answers whose text is this (case-insensitive, surrounding whitespace ignored) count as "Not answerable".
-NOT_ANSWERABLE = "not answerable"
 #: Bins of the top-rerank-score histogram.
 BINS = 10
 
@@ -77,14 +74,14 @@ def _in_day(column: str) -> str:
 
 
 def _scope(grouped: int, tenant: str | None) -> str:
-    return ALL if grouped else tenant
+    return ALL_TENANTS if grouped else tenant
 
 
 def _rows(session: Session, sql: str, params: dict) -> list:
     return session.execute(text(sql), params).all()
 
 
-_STAMPS = ("completed", "failed", "cancelled", "expired")
+_STAMPS = tuple(s.value for s in FINAL_JOB_STATES)
 _JOBS = f"""
 SELECT grouping(tenant) AS g, tenant,
        count(*) FILTER (WHERE {_in_day('created_at')}) AS submitted,
@@ -103,7 +100,8 @@ def job_counts(session: Session, *, window: DayWindow) -> dict[str, dict[str, in
 
 
 _OF_JOB = "JOIN questions q ON q.id = a.question_id JOIN jobs j ON j.id = q.job_id"
-_IS_NOT_ANSWERABLE = f"lower(regexp_replace(a.answer, '^\\s+|\\s+$', '', 'g')) = '{NOT_ANSWERABLE}'"
+# The one rule of pageqa.domain.is_not_answerable, as PostgreSQL reads it (a POSIX regular expression, ~*).
+_IS_NOT_ANSWERABLE = f"a.answer ~* '{NOT_ANSWERABLE_PATTERN}'"
 _ANSWERED = f"""
 SELECT grouping(j.tenant) AS g, j.tenant, count(*) AS answered,
        count(*) FILTER (WHERE a.reused_from IS NULL) AS answered_by_models,
@@ -243,7 +241,7 @@ def confidence(session: Session, *, window: DayWindow, lowest: int = 10) -> dict
     score, cited document and 1-based page, ``page_id``), lowest first."""
     params = window.params
     stats = {_scope(r.g, r.tenant): r for r in _rows(session, _SCORE_STATS, params)}
-    overall = stats.get(ALL)
+    overall = stats.get(ALL_TENANTS)
     if overall is None or not overall.n:
         return {}
     lo, hi = (0.0, 1.0) if overall.min >= 0 and overall.max <= 1 else (overall.min, overall.max)
@@ -260,7 +258,7 @@ def confidence(session: Session, *, window: DayWindow, lowest: int = 10) -> dict
         if r.in_tenant <= lowest:
             out[r.tenant]["lowest"].append(item)
         if r.overall <= lowest:
-            out[ALL]["lowest"].append(item)
+            out[ALL_TENANTS]["lowest"].append(item)
     return out
 
 
@@ -317,11 +315,11 @@ def corpus_growth(session: Session, *, window: DayWindow) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for r in _rows(session, _GROWTH, window.params):
         item = {k: int(v) if k != "corpus" else v for k, v in r._mapping.items() if k != "tenant"}
-        for scope in (r.tenant, ALL):
+        for scope in (r.tenant, ALL_TENANTS):
             entry = out.setdefault(scope, {"documents_added": 0, "pages_added": 0, "corpora": []})
             entry["documents_added"] += item["documents_added"]
             entry["pages_added"] += item["pages_added"]
-            entry["corpora"].append({"tenant": r.tenant, **item} if scope == ALL else item)
+            entry["corpora"].append({"tenant": r.tenant, **item} if scope == ALL_TENANTS else item)
     return out
 
 
@@ -358,7 +356,7 @@ def errors(session: Session, *, window: DayWindow) -> dict[str, list[dict]]:
     stmt = text(_ERRORS).execution_options(yield_per=2000)
     for r in session.execute(stmt, window.params):
         key = (r.source, error_kind(r.message))
-        for scope in (r.tenant, ALL):
+        for scope in (r.tenant, ALL_TENANTS):
             group = groups.setdefault(scope, {}).setdefault(key, {
                 "source": r.source, "kind": key[1], "count": 0, "example": r.message or "",
                 "job_id": r.job_id, "custom_id": r.custom_id})
@@ -412,7 +410,7 @@ def history(session: Session, *, window: DayWindow, days: int = HISTORY_DAYS) ->
             values = {k: v for k, v in r._mapping.items() if k in HISTORY_SERIES}
             series.setdefault(_scope(r.g, r.tenant), {}).setdefault(r.day, {}).update(values)
     return {scope: [{"day": d.isoformat(), **_QUIET_DAY, **by_day.get(d, {})} for d in dates]
-            for scope, by_day in {ALL: {}, **series}.items()}
+            for scope, by_day in {ALL_TENANTS: {}, **series}.items()}
 
 
 _EMPTY = {
@@ -429,7 +427,7 @@ _EMPTY = {
 
 
 def day_figures(session: Session, *, window: DayWindow, lowest: int = 10, top: int = 10) -> dict[str, dict]:
-    """Every figure of the day, per scope: :data:`ALL`, then each tenant active on the day (any figure of the day
+    """Every figure of the day, per scope: ``ALL_TENANTS``, then each tenant active on the day (any figure of the day
     is not empty for it), by name. Each scope's dict has the sections of ``_EMPTY`` (as returned by the functions
     above), ``history`` (:func:`history`), ``empty`` (nothing happened: no job submitted or ended, no question
     answered or failed, no chunk run, no document ingested), and ``day``, ``timezone``, ``start``, ``end``."""
@@ -443,11 +441,11 @@ def day_figures(session: Session, *, window: DayWindow, lowest: int = 10, top: i
         "most_cited": most_cited(session, window=window, top=top),
         "corpus_growth": corpus_growth(session, window=window), "errors": errors(session, window=window),
     }
-    tenants = sorted({scope for part in parts.values() for scope in part} - {ALL})
+    tenants = sorted({scope for part in parts.values() for scope in part} - {ALL_TENANTS})
     past = history(session, window=window)
-    quiet = [{"day": d["day"], **_QUIET_DAY} for d in past[ALL]]
+    quiet = [{"day": d["day"], **_QUIET_DAY} for d in past[ALL_TENANTS]]
     out = {}
-    for scope in (ALL, *tenants):
+    for scope in (ALL_TENANTS, *tenants):
         figures = {"scope": scope, "day": window.day.isoformat(), "timezone": window.timezone,
                    "start": window.start.isoformat(), "end": window.end.isoformat()}
         figures.update({name: part.get(scope) or copy.deepcopy(_EMPTY[name]) for name, part in parts.items()})
@@ -489,14 +487,14 @@ def store_reports(session: Session, *, day: dt.date, pages: dict[str, tuple[str,
 
 
 def list_reports(session: Session, *, scope: str, limit: int = 100) -> list[ReportInfo]:
-    """The stored reports of ``scope`` (a tenant, or :data:`ALL`), newest day first, at most ``limit``."""
+    """The stored reports of ``scope`` (a tenant, or ``ALL_TENANTS``), newest day first, at most ``limit``."""
     stmt = (select(Report.day, Report.scope, Report.generated_at).where(Report.scope == scope)
             .order_by(Report.day.desc()).limit(limit))
     return [ReportInfo(*row) for row in session.execute(stmt)]
 
 
 def get_report(session: Session, *, day: dt.date, scope: str) -> Report:
-    """The report of ``day`` for ``scope`` (a tenant, or :data:`ALL`): ``html``, ``json`` (figures), ``csv``.
+    """The report of ``day`` for ``scope`` (a tenant, or ``ALL_TENANTS``): ``html``, ``json`` (figures), ``csv``.
 
     Raises:
         NotFoundError: no report of that day for that scope (a tenant has a report only for days it was active).

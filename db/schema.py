@@ -6,7 +6,6 @@ Page numbers are 1-based everywhere. Times are ``timestamptz``; durations are mi
 from __future__ import annotations
 
 import datetime as dt
-import enum
 
 from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
@@ -29,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from pageqa.domain import FINAL_JOB_STATES, JobStatus, QuestionStatus  # noqa: F401 -- the columns' enums
+
 
 class Base(DeclarativeBase):
     """Declarative base of every pageqa table."""
@@ -36,38 +37,6 @@ class Base(DeclarativeBase):
 
 def _now() -> Mapped[dt.datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
-
-
-class JobStatus(str, enum.Enum):
-    """Lifecycle of a job, as in OpenAI's Batch API: ``validating`` while its question file is read and stored,
-    ``in_progress`` until every question has ended, ``finalizing`` while its final counts are written, then
-    ``completed``. ``failed`` when the file has no valid row (or every question failed), ``cancelling →
-    cancelled`` on cancel, ``expired`` when its completion window passed first."""
-
-    validating = "validating"
-    in_progress = "in_progress"
-    finalizing = "finalizing"
-    completed = "completed"
-    failed = "failed"
-    cancelling = "cancelling"
-    cancelled = "cancelled"
-    expired = "expired"
-
-
-#: The states a job never leaves.
-FINAL_JOB_STATES = (JobStatus.completed, JobStatus.failed, JobStatus.cancelled, JobStatus.expired)
-
-
-class QuestionStatus(str, enum.Enum):
-    """Lifecycle of one question: ``queued → running → answered | failed``; ``cancelled`` or ``expired`` when its
-    job was cancelled or ran out of its completion window before the question was answered."""
-
-    queued = "queued"
-    running = "running"
-    answered = "answered"
-    failed = "failed"
-    cancelled = "cancelled"
-    expired = "expired"
 
 
 class Corpus(Base):
@@ -410,6 +379,6 @@ class Report(Base):
     day: Mapped[dt.date] = mapped_column(Date)
     scope: Mapped[str] = mapped_column(String(100), doc="A tenant, or 'all'.")
     html: Mapped[str] = mapped_column(Text)
-    json: Mapped[dict] = mapped_column(JSONB, doc="The figures of this scope (see scripts.report).")
+    json: Mapped[dict] = mapped_column(JSONB, doc="The figures of this scope (see services.report.build).")
     csv: Mapped[str] = mapped_column(Text)
     generated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

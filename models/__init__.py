@@ -1,4 +1,2 @@
-"""The model stages: retrieval (ColQwen2, text lanes), rerank (MonoQwen2-VL), answers (Qwen2-VL or extractive)."""
-
-#: What every answer stage says when the pages do not hold the answer (MMLongBench-Doc's gold label too).
-NOT_ANSWERABLE = "Not answerable"
+"""The ML stages, pure: retrieval (ColQwen2, MaxSim, pooling, text lanes), rerank (MonoQwen2-VL) and answers
+(Qwen2-VL or extractive), with batching and loading. Imports only :mod:`pageqa`; no database code."""

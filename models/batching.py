@@ -38,7 +38,7 @@ class BatchLog:
     """What a stage did with its items: micro-batch sizes in order, and how often the budget was halved.
 
     ``check``, when set, is called before every micro-batch and may raise to stop the work there: the answering
-    task checks its time budget and a worker shutdown with it (:mod:`tasks.guard`).
+    task checks its time budget and a worker shutdown with it (:mod:`services.guard`).
     """
 
     sizes: dict[str, list[int]] = field(default_factory=dict)

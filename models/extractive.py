@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import NOT_ANSWERABLE
+from pageqa.domain import NOT_ANSWERABLE
 from models.passages import split_sentences
 from models.text_encoder import TextEncoder
 

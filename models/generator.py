@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from models import NOT_ANSWERABLE
+from pageqa.domain import NOT_ANSWERABLE
 from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
 from models.loading import from_pretrained, plain_text, set_pixel_budget
 

@@ -1,194 +1,90 @@
-"""Late-interaction page search over the tiers in PostgreSQL: a pgvector first stage, a pooled rescoring of its
-candidates, and exact MaxSim on the best of them; plus the exact scan that serves as the fidelity guard.
+"""Late-interaction scoring, pure: the one MaxSim of pageqa, and the first stage's page score from per-token
+nearest neighbours. No database here: :mod:`services.visual_search` reads the vectors and calls these.
 
-Stages, for a chunk of queries (each ``(n_tokens, 128)`` float32):
-
-1. **First stage** (PostgreSQL): every query token takes its ``per_token`` nearest coarse pooled vectors from the
-   HNSW index. A page's first-stage score is Σ_tokens max(its best hit for the token, the token's weakest hit):
-   a page a token did not reach is credited with what the token's ``per_token``-th neighbour scored. The best
-   ``pooled_candidates`` pages go on.
-2. **Pooled rescoring** (worker): MaxSim of the query against each candidate's fine pooled tier (64 centroids);
-   the best ``exact_candidates`` go on.
-3. **Exact MaxSim** (worker): the candidates' full multi-vectors are read and scored exactly; the best ``k`` are
-   returned with their exact scores.
-
-The design follows the two-stage retrieval of PLAID (Santhanam et al., 2022) and the pooled-first-stage scheme of
-the Qdrant and Vespa ColPali guides; pooling is token pooling by clustering (Clavié et al., 2024; see
-:mod:`models.pooling`). Filters small enough (a document, a corpus of a few hundred pages) skip the first stage
-and score all their pages.
+MaxSim as in ColBERT (Khattab & Zaharia, 2020) and ColPali (Faysse et al., 2024): for a query of token vectors
+q_i and a page of patch vectors d_j, score = Σ_i max_j ⟨q_i, d_j⟩. Production's two-stage search, the exact scan
+that serves as its fidelity guard, and the benchmarks' ground truth all score with :func:`maxsim`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
-import psycopg
 import torch
-
-from db import multivector as mv
-from models.retriever import PackedPages, maxsim_scores
-
-
-@dataclass(frozen=True)
-class SearchParams:
-    """Knobs of the two-stage search (defaults measured in docs/benchmarks.md).
-
-    Attributes:
-        per_token: HNSW neighbours per query token (``LIMIT``).
-        ef_search: pgvector ``hnsw.ef_search``.
-        pooled_candidates: pages from the first stage rescored with the fine pooled tier.
-        exact_candidates: pages whose exact multi-vector is read and scored.
-    """
-
-    per_token: int = 200
-    ef_search: int = 200
-    pooled_candidates: int = 600
-    exact_candidates: int = 60
-
-
-@dataclass
-class StageTimes:
-    """Milliseconds spent per stage over one call (for benchmarks and logs)."""
-
-    first_stage_ms: float = 0.0
-    pooled_ms: float = 0.0
-    exact_ms: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
-
 
 Hits = list[tuple[int, float]]
 
 
-def two_stage_search(
-    conn: psycopg.Connection | Sequence[psycopg.Connection], index: mv.VisualIndexRef,
-    queries: Sequence[torch.Tensor], *, document_ids: Sequence[int | None], k: int, params: SearchParams,
-    device: torch.device, times: StageTimes | None = None,
-) -> list[Hits]:
-    """Top ``k`` (page id, exact MaxSim score) per query, best first, within each query's document filter.
+def _tensor(vectors: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(vectors, torch.Tensor):
+        return vectors
+    with warnings.catch_warnings():
+        # Arrays read from PostgreSQL are read-only views of the fetched bytes; they are only read here.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(vectors)
+
+
+def maxsim(
+    queries: Sequence[torch.Tensor], pages: Sequence[np.ndarray | torch.Tensor], *, device: torch.device,
+    page_block: int = 256,
+) -> torch.Tensor:
+    """Exact MaxSim of every query against every page.
+
+    The rows of a block of pages are concatenated into one ``(Σ n_j, dim)`` matrix and the query tokens into one
+    ``(Σ m_i, dim)`` matrix: one matmul per block, then a per-page max (``scatter_reduce``) and a per-query sum
+    (``index_add``), with no padding to compute or mask.
 
     Args:
-        conn: psycopg connection inside a transaction (``SET LOCAL`` settings apply to it), or several: the
-            first stage's tokens and the tier reads are then split over them and run in parallel threads (one
-            PostgreSQL backend each), which is what keeps a 2-core machine busy.
-        index: the corpus's visual index (its pooling was checked by the caller).
-        queries: per query a ``(n_tokens, dim)`` float32 tensor.
-        document_ids: per query a document id to search within, or None for the whole corpus.
-        device: where MaxSim runs (float16 on CUDA, float32 on the CPU).
+        queries: per query a ``(m_i, dim)`` tensor (float32 or float16).
+        pages: per page a ``(n_j, dim)`` float16 array or tensor (a page's patch or pooled vectors).
+        device: where the products run: float16 on CUDA, float32 on the CPU.
+        page_block: pages per matmul, bounding memory to ``Σ m_i × Σ n_j`` scores of one block.
+
+    Returns:
+        ``(n_queries, n_pages) float32`` CPU tensor of Σ_i max_j ⟨q_i, d_j⟩.
     """
-    conns = [conn] if isinstance(conn, psycopg.Connection) else list(conn)
-    times = times if times is not None else StageTimes()
-    t0 = time.perf_counter()
-    candidates = _first_stage(conns, index, queries, document_ids, params)
-    t1 = time.perf_counter()
-    union = sorted({p for c in candidates for p in c})
-    fine = _fetch_split(conns, union, lambda c, ids: mv.fetch_fine(c, index, ids))
-    shortlists = []
-    for q, cands in zip(queries, candidates, strict=True):
-        cands = [p for p in cands if p in fine]
-        scores = _maxsim(q, [fine[p] for p in cands], device)
-        order = torch.argsort(scores, descending=True)[: params.exact_candidates].tolist()
-        shortlists.append([cands[i] for i in order])
-    t2 = time.perf_counter()
-    exact = _fetch_split(conns, sorted({p for s in shortlists for p in s}),
-                         lambda c, ids: mv.fetch_exact(c, model_id=index.model_id, page_ids=ids))
-    out = []
-    for q, shortlist in zip(queries, shortlists, strict=True):
-        out.append(_top(shortlist, _maxsim(q, [exact[p] for p in shortlist], device), k))
-    t3 = time.perf_counter()
-    times.first_stage_ms += (t1 - t0) * 1e3
-    times.pooled_ms += (t2 - t1) * 1e3
-    times.exact_ms += (t3 - t2) * 1e3
-    return out
-
-
-def exact_search(
-    conn: psycopg.Connection, *, corpus_id: int, model_id: str, queries: Sequence[torch.Tensor],
-    document_ids: Sequence[int | None], k: int, device: torch.device, batch_pages: int = 256,
-) -> list[Hits]:
-    """The fidelity guard: exact MaxSim of every query against every embedded page of the corpus, streamed from
-    PostgreSQL ``batch_pages`` at a time. Same arguments and result as :func:`two_stage_search`."""
-    best: list[dict[int, float]] = [{} for _ in queries]
+    out = torch.zeros(len(queries), len(pages))
+    if not queries or not pages:
+        return out
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    for page_ids, doc_ids, vectors in mv.scan_exact(conn, corpus_id=corpus_id, model_id=model_id,
-                                                     batch_pages=batch_pages):
-        scores = maxsim_scores(queries, PackedPages.pack(vectors, device=device, dtype=dtype))  # (n_q, batch)
-        for i, doc in enumerate(document_ids):
-            keep = [j for j, d in enumerate(doc_ids) if doc is None or d == doc]
-            merged = best[i] | {page_ids[j]: float(scores[i, j]) for j in keep}
-            best[i] = dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:k])
-    return [sorted(b.items(), key=lambda kv: (-kv[1], kv[0])) for b in best]
-
-
-def first_stage_candidates(
-    conns: Sequence[psycopg.Connection], index: mv.VisualIndexRef, query: torch.Tensor, params: SearchParams
-) -> list[int]:
-    """The first stage alone for one ``(n_tokens, dim)`` query: its candidate page ids, best first (for
-    measuring the first stage's recall)."""
-    return _first_stage(list(conns), index, [query], [None], params)[0]
-
-
-def _fetch_split(
-    conns: list[psycopg.Connection], page_ids: list[int], fetch: Callable[[psycopg.Connection, list[int]], dict]
-) -> dict[int, np.ndarray]:
-    """``fetch`` the page ids in one part per connection, in parallel; the merged result."""
-    parts = [page_ids[i :: len(conns)] for i in range(len(conns))]
-    if len(conns) == 1 or len(page_ids) < 2:
-        return fetch(conns[0], page_ids)
-    out: dict[int, np.ndarray] = {}
-    for part in _POOL.map(fetch, conns, parts):
-        out |= part
+    q = torch.cat([t.to(dtype=dtype) for t in queries]).to(device)  # (Σ m_i, dim)
+    q_owner = torch.repeat_interleave(
+        torch.arange(len(queries), device=device), torch.tensor([len(t) for t in queries], device=device)
+    )  # (Σ m_i,)
+    for start in range(0, len(pages), page_block):
+        block = pages[start : start + page_block]
+        rows = torch.cat([_tensor(p) for p in block]).to(device=device, dtype=dtype)  # (Σ n_j, dim)
+        sim = q @ rows.T  # (Σ m_i, Σ n_j)
+        p_owner = torch.repeat_interleave(
+            torch.arange(len(block), device=device), torch.tensor([len(p) for p in block], device=device)
+        )  # (Σ n_j,)
+        best = torch.full((sim.shape[0], len(block)), float("-inf"), device=device, dtype=dtype)
+        best.scatter_reduce_(1, p_owner.expand(sim.shape[0], -1), sim, reduce="amax")  # (Σ m_i, n_block)
+        scores = torch.zeros(len(queries), len(block), device=device, dtype=torch.float32)
+        scores.index_add_(0, q_owner, best.float())  # (n_queries, n_block)
+        out[:, start : start + len(block)] = scores.cpu()
     return out
 
 
-#: Threads that wait on PostgreSQL backends (psycopg releases the GIL while it waits).
-_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pageqa-search")
+def top_k(page_ids: Sequence[int], scores: torch.Tensor, k: int) -> Hits:
+    """The best ``k`` (page id, score) of ``scores (len(page_ids),)``, best first; ties by page id."""
+    order = sorted(range(len(page_ids)), key=lambda j: (-float(scores[j]), page_ids[j]))[:k]
+    return [(page_ids[j], float(scores[j])) for j in order]
 
 
-def _first_stage(
-    conns: list[psycopg.Connection], index: mv.VisualIndexRef, queries: Sequence[torch.Tensor],
-    document_ids: Sequence[int | None], params: SearchParams,
-) -> list[list[int]]:
-    """Candidate page ids per query, best first stage score first (at most ``pooled_candidates``)."""
-    conn = conns[0]
-    docs = sorted({d for d in document_ids if d is not None})
-    by_doc = mv.pages_of_documents(conn, model_id=index.model_id, document_ids=docs) if docs else {}
-    # Filters small enough need no index: all their pages are candidates.
-    if mv.count_index_pages(conn, index, up_to=params.pooled_candidates + 1) <= params.pooled_candidates:
-        every = mv.index_page_ids(conn, index)
-        return [every if d is None else by_doc[d] for d in document_ids]
-    out: list[list[int] | None] = [
-        by_doc[d] if d is not None and len(by_doc[d]) <= params.pooled_candidates else None for d in document_ids
-    ]
-    tokens = [
-        (i, t, vec, document_ids[i])
-        for i, q in enumerate(queries) if out[i] is None
-        for t, vec in enumerate(q.float().numpy())
-    ]
-    if not tokens:
-        return out  # type: ignore[return-value]
-    parts = [tokens[i :: len(conns)] for i in range(len(conns))]
-    hits = [
-        hit for part in _POOL.map(
-            lambda c, toks: mv.first_stage_hits(c, index, tokens=toks, per_token=params.per_token,
-                                                ef_search=params.ef_search) if toks else [],
-            conns, parts,
-        ) for hit in part
-    ]
-    per_query: dict[int, list[tuple[int, int, float]]] = {}
-    for qi, ti, pid, sim in hits:
-        per_query.setdefault(qi, []).append((ti, pid, sim))
-    for i, q in enumerate(queries):
-        if out[i] is None:
-            out[i] = _aggregate(per_query.get(i, []), n_tokens=q.shape[0], limit=params.pooled_candidates)
-    return out  # type: ignore[return-value]
+def first_stage_scores(hits: list[tuple[int, int, float]], *, n_tokens: int, limit: int) -> list[int]:
+    """The first stage's best ``limit`` page ids from per-token nearest neighbours.
 
+    Args:
+        hits: (query token index, page id, inner product) for each neighbour a token reached.
+        n_tokens: the query's token count.
+        limit: pages kept.
 
-def _aggregate(hits: list[tuple[int, int, float]], *, n_tokens: int, limit: int) -> list[int]:
-    """First-stage page scores from (token, page, inner product) hits; the best ``limit`` page ids."""
+    A page's score is Σ_tokens max(its best hit for the token, the token's weakest hit): a page a token did not
+    reach is credited with what the token's last neighbour scored (0 for a token that reached none).
+    """
     if not hits:
         return []
     tok = np.fromiter((h[0] for h in hits), dtype=np.int64, count=len(hits))
@@ -206,27 +102,3 @@ def _aggregate(hits: list[tuple[int, int, float]], *, n_tokens: int, limit: int)
     score = best.sum(axis=0)
     order = np.lexsort((pages, -score))[:limit]
     return pages[order].tolist()
-
-
-def _maxsim(q: torch.Tensor, pages: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """``(len(pages),) float32`` MaxSim of one ``(n_tokens, dim)`` query against ``(n_i, dim) float16`` pages.
-
-    The pages' rows are concatenated into one ``(Σ n_i, dim)`` matrix: one matmul, then a per-page max
-    (``scatter_reduce``), with no padding to compute or mask.
-    """
-    if not pages:
-        return torch.zeros(0)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    rows = torch.from_numpy(np.concatenate(pages)).to(device=device, dtype=dtype)  # (Σ n_i, dim)
-    sim = q.to(device=device, dtype=dtype) @ rows.T  # (n_tokens, Σ n_i)
-    owner = torch.repeat_interleave(
-        torch.arange(len(pages), device=device), torch.tensor([len(p) for p in pages], device=device)
-    )
-    best = torch.full((sim.shape[0], len(pages)), float("-inf"), device=device, dtype=dtype)
-    best.scatter_reduce_(1, owner.expand(sim.shape[0], -1), sim, reduce="amax")
-    return best.float().sum(dim=0).cpu()
-
-
-def _top(page_ids: list[int], scores: torch.Tensor, k: int) -> Hits:
-    order = sorted(range(len(page_ids)), key=lambda j: (-float(scores[j]), page_ids[j]))[:k]
-    return [(page_ids[j], float(scores[j])) for j in order]

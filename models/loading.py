@@ -6,6 +6,7 @@ import logging
 from typing import Any, TypeVar
 
 from pageqa.errors import ModelLoadError
+from pageqa.settings import REAL_MODELS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +71,30 @@ def plain_text(text: str) -> str:
     ("number of <|image_pad|> tokens ... should be the same as the number of images"), failing every question of
     the chunk. The stored question is not changed; only the prompt text is."""
     return text.replace("<|", "<\u200b|")
+
+
+def model_ids(settings: Settings) -> dict[str, str | None]:
+    """Model ids or local directories per stage (``retriever``, ``reranker_base``, ``reranker``, ``generator``,
+    ``text``) after applying ``settings.models`` and the explicit overrides; None for a stage the model set does not
+    have (the offline set has no visual retriever, reranker or generator).
+
+    Raises:
+        FileNotFoundError: ``models`` is ``tiny`` and the tiny set is not built (``pageqa models make-tiny``).
+    """
+    base: dict[str, str | None]
+    if settings.models == "tiny":
+        from models.tiny import tiny_model_set
+
+        tiny = tiny_model_set(settings.home_dir / "models" / "tiny")
+        base = {"retriever": str(tiny.colqwen2), "reranker_base": str(tiny.qwen2_vl),
+                "reranker": str(tiny.monoqwen2_vl), "generator": str(tiny.qwen2_vl)}
+    elif settings.models == "offline":
+        base = dict.fromkeys(REAL_MODELS)
+    else:
+        base = dict(REAL_MODELS)
+    overrides = {"retriever": settings.retriever_model, "reranker_base": settings.reranker_base_model,
+                 "reranker": settings.reranker_model, "generator": settings.generator_model}
+    ids = {k: (overrides[k] or v) if v is not None else None for k, v in base.items()}
+    ids["text"] = settings.text_model
+    return ids
+

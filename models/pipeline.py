@@ -1,6 +1,6 @@
 """The answering pipeline for a chunk of questions, after retrieval: rerank (MonoQwen2-VL) → generate (Qwen2-VL),
 or, in the offline model set, fused ranking → extractive answer. Pure model code: pages come through loaders the
-caller provides, and the retrieval lanes that need the database run in ``tasks.retrieval``."""
+caller provides, and the retrieval lanes that need the database run in ``services.retrieval``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from models import NOT_ANSWERABLE
+from pageqa.domain import NOT_ANSWERABLE
 from models.batching import BatchBudget, BatchLog
 from models.device import compute_dtype, resolve_device
 from models.fusion import Fused
@@ -20,6 +20,7 @@ from models.loading import fit_to_processor
 from models.residency import Residency
 from models.retriever import ColQwen2Retriever
 from pageqa.settings import Settings
+from models.loading import model_ids
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class Pipeline:
         self.fitted = ImageCache(settings.image_cache_mb * 1024 * 1024 // 2)
         self.residency = Residency(self.device, low_memory=settings.low_memory)
         home, dtype = self.residency.home, compute_dtype(self.device)
-        ids = settings.model_ids()
+        ids = model_ids(settings)
         self.text_encoder = TextEncoder(ids["text"], device=str(self.device))
         self.retriever = self.reranker = self.generator = self.extractive = None
         if ids["retriever"]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pageqa.settings import Settings
+
 #: Version of the pooling code; part of :attr:`PoolingSpec.name`, so tiers from different code never mix.
 POOLING_VERSION = 1
 
@@ -35,6 +37,11 @@ class PoolingSpec:
     coarse: int = 16
     fine: int = 64
     iters: int = 8
+
+    @classmethod
+    def of(cls, settings: Settings) -> PoolingSpec:
+        """The spec ``settings`` give (``pool_coarse``, ``pool_fine``, ``pool_iters``)."""
+        return cls(coarse=settings.pool_coarse, fine=settings.pool_fine, iters=settings.pool_iters)
 
     @property
     def name(self) -> str:

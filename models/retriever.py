@@ -1,4 +1,5 @@
-"""First stage: ColQwen2 late-interaction retrieval with exact MaxSim.
+"""The visual retriever: ColQwen2 page and query multi-vectors for late interaction (scored by
+:func:`models.late_interaction.maxsim`).
 
 Method: ColPali (Faysse et al., "ColPali: Efficient Document Retrieval with Vision Language Models", 2024), model
 card of vidore/colqwen2-v1.0; MaxSim as in ColBERT (Khattab & Zaharia, 2020): for a query of token vectors q_i and
@@ -9,9 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -84,58 +83,3 @@ def _strip_padding(emb: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
     keep = mask.bool().cpu()
     emb = emb.float().cpu()
     return [emb[i][keep[i]].numpy().astype(np.float16) for i in range(emb.shape[0])]
-
-
-@dataclass
-class PackedPages:
-    """Page multi-vectors packed for batched MaxSim: ``vectors (n_pages, max_tokens, dim)`` padded with zeros,
-    ``mask (n_pages, max_tokens) bool``. Built once per corpus version and cached by the worker."""
-
-    vectors: torch.Tensor
-    mask: torch.Tensor
-
-    @classmethod
-    def pack(cls, pages: Sequence[np.ndarray], *, device: torch.device, dtype: torch.dtype) -> PackedPages:
-        """Pack ``(n_i, dim) float16`` arrays; dtype float32 on the CPU, float16/bfloat16 on CUDA."""
-        if not pages:
-            return cls(torch.zeros(0, 1, 128, dtype=dtype, device=device), torch.zeros(0, 1, dtype=torch.bool))
-        lengths = torch.tensor([p.shape[0] for p in pages])
-        with warnings.catch_warnings():
-            # Arrays read from PostgreSQL are read-only views of the fetched bytes; pad_sequence only reads them.
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(p) for p in pages], batch_first=True)
-        mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]  # (n_pages, max_tokens)
-        return cls(padded.to(device=device, dtype=dtype), mask.to(device))
-
-
-def maxsim_scores(
-    queries: Sequence[torch.Tensor], pages: PackedPages, *, page_block: int = 256
-) -> torch.Tensor:
-    """Exact late-interaction MaxSim of every query against every page.
-
-    Args:
-        queries: per query a ``(n_q_tokens, dim)`` tensor.
-        pages: packed page multi-vectors.
-        page_block: pages scored per step, bounding memory to about
-            ``n_queries × max_q_tokens × page_block × max_tokens`` scores.
-
-    Returns:
-        ``(n_queries, n_pages) float32`` CPU tensor of Σ_i max_j ⟨q_i, d_j⟩.
-    """
-    n_pages = pages.vectors.shape[0]
-    if not queries or n_pages == 0:
-        return torch.zeros(len(queries), n_pages)
-    device, dtype = pages.vectors.device, pages.vectors.dtype
-    q = torch.nn.utils.rnn.pad_sequence(list(queries), batch_first=True).to(device=device, dtype=dtype)
-    q_mask = torch.nn.utils.rnn.pad_sequence(
-        [torch.ones(len(t), dtype=torch.bool) for t in queries], batch_first=True
-    ).to(device)  # (n_queries, max_q_tokens)
-    out = torch.empty(len(queries), n_pages)
-    for start in range(0, n_pages, page_block):
-        block = pages.vectors[start : start + page_block]  # (b, max_tokens, dim)
-        sim = torch.einsum("qid,pjd->qpij", q, block)  # (n_queries, b, max_q_tokens, max_tokens)
-        sim = sim.masked_fill(~pages.mask[start : start + page_block][None, :, None, :], float("-inf"))
-        best = sim.max(dim=-1).values  # (n_queries, b, max_q_tokens)
-        best = best.masked_fill(~q_mask[:, None, :], 0.0)
-        out[:, start : start + page_block] = best.sum(dim=-1).float().cpu()
-    return out

@@ -1,8 +1,4 @@
-"""pageqa: batch question answering over visual documents.
-
-Top-level packages: ``db`` (schema, sessions, embedded PostgreSQL), ``models`` (ColQwen2 retrieval, MonoQwen2-VL
-rerank, Qwen2-VL generation), ``tasks`` (Celery tasks), ``worker`` (Celery app, embedded Redis, worker start-up),
-``scripts`` (CLI, demo). This package holds what they all share: settings and errors.
-"""
+"""The kernel of pageqa: settings, errors, per-job options and the domain rules (states, lanes, "Not answerable").
+Every other package imports it; it imports nothing of theirs."""
 
 __version__ = "0.1.0"

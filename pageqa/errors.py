@@ -42,5 +42,15 @@ class NotFoundError(PageQAError):
     """A named corpus, document or job does not exist."""
 
 
+class ConflictError(PageQAError):
+    """The request contradicts the current state, e.g. cancelling a job that has already ended (HTTP 409)."""
+
+
 class ModelLoadError(PageQAError):
     """A model checkpoint cannot be loaded (missing weights, no hub access, missing extra)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` on one line, as stored in ``last_error`` and ``index_error``."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pageqa.errors import ConfigError
+from pageqa.domain import Lane
 
 _WINDOW = re.compile(r"^(\d{1,7})(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -32,7 +32,7 @@ class JobOptions(BaseModel):
     rerank_top_k: int | None = Field(None, ge=1, le=100, description="Pages passed on to the generator.")
     max_new_tokens: int | None = Field(None, ge=1, le=4096, description="Longest answer, in tokens.")
     chunk_size: int | None = Field(None, ge=1, le=1024, description="Questions per worker task.")
-    lanes: list[Literal["visual", "lexical", "dense"]] | None = Field(
+    lanes: list[Lane] | None = Field(
         None, min_length=1, max_length=3, description="Retrieval lanes fused by reciprocal rank fusion.")
     priority: int = Field(5, ge=0, le=9, description="0 runs last, 9 first.")
     completion_window: str = Field("24h", pattern=_WINDOW.pattern, description="e.g. 24h, 90m, 30s, 7d.")

@@ -12,8 +12,9 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pageqa.domain import Lane
+
 ModelSetName = Literal["real", "tiny", "offline"]
-Lane = Literal["visual", "lexical", "dense"]
 
 #: Model ids of the real model set (Hugging Face hub ids or local directories).
 REAL_MODELS = {
@@ -213,53 +214,6 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         """``home`` with ``~`` expanded, as an absolute path."""
         return self.home.expanduser().resolve()
-
-    def model_ids(self) -> dict[str, str | None]:
-        """Model ids or local directories per stage after applying ``models`` and explicit overrides; None for a
-        stage the model set does not have (the offline set has no visual retriever, reranker or generator).
-
-        Raises:
-            FileNotFoundError: ``models`` is ``tiny`` and the tiny set is not built (``pageqa models make-tiny``).
-        """
-        base: dict[str, str | None]
-        if self.models == "tiny":
-            from models.tiny import tiny_model_set
-
-            tiny = tiny_model_set(self.home_dir / "models" / "tiny")
-            base = {
-                "retriever": str(tiny.colqwen2),
-                "reranker_base": str(tiny.qwen2_vl),
-                "reranker": str(tiny.monoqwen2_vl),
-                "generator": str(tiny.qwen2_vl),
-            }
-        elif self.models == "offline":
-            base = dict.fromkeys(REAL_MODELS)
-        else:
-            base = dict(REAL_MODELS)
-        overrides = {
-            "retriever": self.retriever_model,
-            "reranker_base": self.reranker_base_model,
-            "reranker": self.reranker_model,
-            "generator": self.generator_model,
-        }
-        ids = {k: (overrides[k] or v) if v is not None else None for k, v in base.items()}
-        ids["text"] = self.text_model
-        return ids
-
-    def pooling_spec(self):
-        """The :class:`models.pooling.PoolingSpec` these settings give."""
-        from models.pooling import PoolingSpec
-
-        return PoolingSpec(coarse=self.pool_coarse, fine=self.pool_fine, iters=self.pool_iters)
-
-    def search_params(self):
-        """The :class:`models.late_interaction.SearchParams` these settings give."""
-        from models.late_interaction import SearchParams
-
-        return SearchParams(
-            per_token=self.first_stage_per_token, ef_search=self.first_stage_ef,
-            pooled_candidates=self.pooled_candidates, exact_candidates=self.exact_candidates,
-        )
 
     def available_lanes(self) -> list[str]:
         """The configured lanes this model set can run (``visual`` needs a ColQwen2 retriever)."""

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import OperationalError
 
-from pageqa.settings import Settings, get_settings
+from pageqa.settings import get_settings
+from services.report.build import build_report, previous_day
 from worker.app import app
+from worker.queue import NIGHTLY_REPORT
 
 log = logging.getLogger(__name__)
-
-NIGHTLY_REPORT = "pageqa.nightly_report"
-
-
-def previous_day(settings: Settings, *, now: dt.datetime | None = None) -> dt.date:
-    """The calendar day before ``now`` (default: the current time) in ``settings.report_timezone``."""
-    now = now or dt.datetime.now(dt.UTC)
-    return now.astimezone(ZoneInfo(settings.report_timezone)).date() - dt.timedelta(days=1)
 
 
 # A database outage is the one transient failure: retried with backoff. Building again is harmless (the day's rows
@@ -30,8 +23,6 @@ def previous_day(settings: Settings, *, now: dt.datetime | None = None) -> dt.da
 def nightly_report(day: str | None = None) -> str:
     """Build the report of ``day`` (``YYYY-MM-DD``; default: the previous day in the report time zone); returns
     the day built."""
-    from scripts.report import build_report
-
     settings = get_settings()
     target = dt.date.fromisoformat(day) if day else previous_day(settings)
     result = build_report(settings, day=target)

@@ -48,7 +48,7 @@ def settings():
 def services(settings) -> Iterator[None]:
     """Real embedded PostgreSQL (pgvector) and Redis, migrated; stopped at the end of the session."""
     from db import embedded
-    from scripts.cli import prepare
+    from services.runtime import prepare
     from worker import broker
 
     prepare(settings)

@@ -53,7 +53,7 @@ def get_app(settings: Settings | None = None) -> Celery:
         app.conf.update(
             broker_url=url,
             # Ten priority lists per queue, polled most urgent first (kombu's Redis priority emulation: 0 is the
-            # most urgent there); job priorities map onto them in tasks.enqueue.
+            # most urgent there); job priorities map onto them in worker.queue.
             broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds,
                                       "queue_order_strategy": "priority", "priority_steps": list(range(10))},
             result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
@@ -67,7 +67,7 @@ def get_app(settings: Settings | None = None) -> Celery:
             worker_hijack_root_logger=False,
             worker_send_task_events=False,
             # On a cold shutdown (a second SIGTERM, SIGQUIT) Celery still signals and waits this long first; the
-            # answering task stops at its next micro-batch and hands its questions back (tasks.answer).
+            # answering task stops at its next micro-batch and hands its questions back (services.answering).
             worker_soft_shutdown_timeout=30.0,
             # Crontab entries read the clock in this zone (Celery's documented way to schedule in local time); the
             # reconciler's interval does not depend on it, and messages still carry UTC times (enable_utc).

@@ -17,13 +17,13 @@ from pageqa.settings import Settings
 def spawn_worker(
     *, env: dict[str, str], log_path: Path, device: str = "cpu", gpu: int | None = None, beat: bool = False,
 ) -> subprocess.Popen:
-    """Start ``pageqa worker`` in a child process writing its log to ``log_path`` (``beat``: with the reconciler's
-    beat schedule).
+    """Start a worker (``python -m worker``, what ``pageqa worker`` runs) in a child process writing its log to
+    ``log_path`` (``beat``: with the reconciler's beat schedule).
 
     ``env`` is the child's whole environment (pass ``PAGEQA_*`` there). Returns the process handle.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "scripts.cli", "worker", "--loglevel", "INFO"]
+    args = [sys.executable, "-m", "worker", "--loglevel", "INFO"]
     args += ["--gpu", str(gpu)] if gpu is not None else ["--device", device]
     args += ["--beat"] if beat else []
     with log_path.open("ab") as log:

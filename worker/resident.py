@@ -1,5 +1,6 @@
-"""What a worker process keeps resident: the model pipeline (loaded once) and the OCR engine (on first use).
-Page multi-vectors stay in PostgreSQL; the visual lane reads only its candidates' tiers."""
+"""What a worker process keeps resident: the model pipeline (loaded once), the OCR engine and the decoded page
+images (on first use). Page multi-vectors stay in PostgreSQL; the visual lane reads only its candidates' tiers
+(over :func:`db.engine.search_connections`)."""
 
 from __future__ import annotations
 
@@ -35,36 +36,6 @@ def pipeline(settings: Settings) -> Pipeline:
             _pipeline = Pipeline(settings)
             log.info("models resident on %s: %s", _pipeline.device, _pipeline.model_ids)
         return _pipeline
-
-
-_search_conns: list = []
-
-
-def search_connections(settings: Settings) -> list:
-    """The process's ``settings.search_connections`` psycopg connections for the two-stage search (pgvector types
-    registered), opened on first use. Each is pinged first (one round trip): a connection the server ended, after a
-    PostgreSQL restart for instance, looks open until used, and is replaced here instead of failing a chunk."""
-    import psycopg
-
-    from db.engine import psycopg_conninfo
-    from db.multivector import connect
-
-    def alive(conn) -> bool:
-        if conn.closed or conn.broken:
-            return False
-        try:
-            conn.execute("SELECT 1")
-            conn.rollback()
-        except psycopg.Error:
-            conn.close()
-            return False
-        return True
-
-    with _lock:
-        _search_conns[:] = [c for c in _search_conns if alive(c)]
-        while len(_search_conns) < settings.search_connections:
-            _search_conns.append(connect(psycopg_conninfo(settings)))
-        return list(_search_conns[: settings.search_connections])
 
 
 _images = None

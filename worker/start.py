@@ -11,6 +11,7 @@ from pathlib import Path
 
 from celery.signals import worker_init, worker_ready, worker_shutting_down
 
+from pageqa.errors import ConfigError
 from pageqa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,32 @@ def run_worker(*, gpu: int | None, loglevel: str = "INFO", beat: bool = False) -
                                 schedule=settings.home_dir / "celerybeat-schedule" if beat else None))
 
 
+def start_worker(*, gpu: int | None = None, device: str | None = None, loglevel: str = "INFO",
+                 beat: bool = False) -> None:
+    """``pageqa worker`` and ``python -m worker``: pin GPU ``gpu`` (it becomes ``cuda``) or run on ``device``,
+    start (or reuse) the services, then :func:`run_worker` until stopped.
+
+    The device goes through ``PAGEQA_DEVICE`` because the worker's signal handlers and tasks read the process
+    settings (:func:`pageqa.settings.get_settings`), which are read again after it is set.
+
+    Raises:
+        ConfigError: both ``gpu`` and a device other than ``cuda``.
+    """
+    from pageqa.settings import get_settings
+    from services.runtime import prepare
+
+    if gpu is not None and device is not None and device != "cuda":
+        raise ConfigError("use either --gpu N or --device, not both")
+    pin_gpu(gpu)
+    if device is not None:
+        os.environ["PAGEQA_DEVICE"] = device
+    elif gpu is not None:
+        os.environ["PAGEQA_DEVICE"] = "cuda"
+    get_settings.cache_clear()
+    prepare(get_settings())
+    run_worker(gpu=gpu, loglevel=loglevel, beat=beat)
+
+
 def run_control(*, loglevel: str = "INFO") -> None:
     """Run the control worker in this process until it is stopped: the beat scheduler and a worker consuming only
     the control queue (the reconciler every ``reconcile_every_seconds``), solo pool, no models loaded. Run exactly
@@ -90,7 +117,7 @@ def _load_models(**_kwargs) -> None:
 def _reconcile_at_start(**_kwargs) -> None:
     """A worker that starts after a crash finds the questions its predecessor held, without waiting for beat."""
     from pageqa.settings import get_settings
-    from tasks.reconcile import run_reconciler
+    from services.reconcile import run_reconciler
 
     try:
         run_reconciler(get_settings())
@@ -101,7 +128,7 @@ def _reconcile_at_start(**_kwargs) -> None:
 @worker_shutting_down.connect
 def _stop_the_chunk(**_kwargs) -> None:
     """Soft shutdown: Celery's warm shutdown waits for the running task, so ask it to stop at its next micro-batch
-    and hand its unanswered questions back (:mod:`tasks.guard`), instead of holding SIGTERM for a whole chunk."""
-    from tasks.guard import request_shutdown
+    and hand its unanswered questions back (:mod:`services.guard`), instead of holding SIGTERM for a whole chunk."""
+    from worker.shutdown import request_shutdown
 
     request_shutdown()

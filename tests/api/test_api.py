@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from db import keys
 from db.engine import session_scope
-from db.schema import Answer, Question, QuestionStatus
+from db.schema import Answer, Question
+from pageqa.domain import QuestionStatus
 
 pytestmark = pytest.mark.models
 FINAL = ("completed", "failed", "cancelled", "expired")
@@ -163,7 +164,7 @@ def test_cancel_keeps_answers_and_lists_the_rest_in_the_error_file(client, alpha
 
 
 def test_an_expired_job_keeps_what_was_answered(settings, client, alpha):
-    from tasks.reconcile import run_reconciler
+    from services.reconcile import run_reconciler
 
     job = _submit(client, alpha, _questions(200, "expire"), completion_window="2s")  # the worker needs longer
     assert (dt.datetime.fromisoformat(job["expires_at"]) - dt.datetime.fromisoformat(job["created_at"])).seconds == 2

@@ -13,7 +13,8 @@ from db import corpus as corpus_db
 from db import jobs as jobs_db
 from db import lifecycle
 from db.engine import session_scope
-from db.schema import Job, JobStatus, Question, QuestionStatus
+from db.schema import Job, Question
+from pageqa.domain import JobStatus, QuestionStatus
 
 
 def _job(settings, *, questions: int, window_s: float = 3600.0, validated: bool = True) -> str:

@@ -57,13 +57,13 @@ def test_start_is_idempotent_and_reuses_the_running_servers(settings, services):
 
 
 def test_stop_and_start_again_keeps_data(settings, services):
-    from worker import resident
+    from db.engine import search_connections
 
     home = settings.home_dir
     with get_engine(settings).begin() as conn:
         conn.execute(text("INSERT INTO corpora (name) VALUES ('survives-restart') ON CONFLICT DO NOTHING"))
     get_engine(settings).dispose()
-    before = resident.search_connections(settings)  # a worker's cached search connections
+    before = search_connections(settings)  # a worker's cached search connections
     assert embedded.stop(home) is True
     assert embedded.is_running(home) is False
     assert embedded.stop(home) is False
@@ -71,7 +71,7 @@ def test_stop_and_start_again_keeps_data(settings, services):
     with get_engine(settings).connect() as conn:
         names = set(conn.execute(text("SELECT name FROM corpora")).scalars())
     assert "survives-restart" in names
-    after = resident.search_connections(settings)  # the ones the restart ended are replaced, not handed out
+    after = search_connections(settings)  # the ones the restart ended are replaced, not handed out
     assert not set(map(id, after)) & set(map(id, before)) and all(c.closed for c in before)
     assert [c.execute("SELECT 1").fetchone() for c in after] == [(1,)] * settings.search_connections
 

@@ -11,7 +11,8 @@ from models.batching import BatchBudget
 from models.device import compute_dtype
 from models.generator import Qwen2VLGenerator
 from models.pipeline import Pipeline
-from models.retriever import ColQwen2Retriever, PackedPages, maxsim_scores
+from models.late_interaction import maxsim
+from models.retriever import ColQwen2Retriever
 from pageqa.errors import ModelLoadError
 
 pytestmark = pytest.mark.models
@@ -69,8 +70,7 @@ def test_query_embeddings_and_maxsim_match_colpali_scorer(pipeline):
     retriever = pipeline.retriever
     queries = retriever.embed_queries(QUERIES, batch_size=3)
     pages = retriever.embed_pages(IMAGES, batch_size=2)
-    ours = maxsim_scores(queries, PackedPages.pack(pages, device=torch.device("cpu"), dtype=torch.float32),
-                         page_block=2)
+    ours = maxsim(queries, pages, device=torch.device("cpu"), page_block=2)
     theirs = retriever.processor.score_multi_vector(
         [q.float() for q in queries], [torch.from_numpy(p.astype(np.float32)) for p in pages]
     )

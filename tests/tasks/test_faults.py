@@ -37,7 +37,7 @@ from db.schema import (
     Question,
     QuestionStatus,
 )
-from tasks.enqueue import ANSWER_CHUNK
+from worker.queue import ANSWER_CHUNK
 from worker import broker
 from worker.process import stop_worker
 

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import session_scope
-from scripts.ingest import ingest_files
-from scripts.progress import embed_and_wait
+from services.ingest.pipeline import ingest_files
+from scripts.cli.progress import embed_and_wait
 
 pytestmark = pytest.mark.models
 

@@ -24,6 +24,7 @@ from db.schema import (
     PageEmbedding,
     Question,
 )
+from models.loading import model_ids
 
 pytestmark = pytest.mark.models
 CORPUS = "e2e"
@@ -55,7 +56,7 @@ def test_every_page_is_embedded_without_padding_rows(settings, corpus):
     assert len(rows) == 6
     for _page_id, n, dim, raw, model_id in rows:
         assert raw is not None and dim == 128 and n > 0
-        assert model_id == str(settings.model_ids()["retriever"])
+        assert model_id == str(model_ids(settings)["retriever"])
         vectors = np.frombuffer(raw, dtype=np.float16).reshape(n, dim).astype(np.float32)
         assert np.all(np.abs(np.linalg.norm(vectors, axis=1) - 1.0) < 1e-2)
 
@@ -138,7 +139,7 @@ def test_csv_and_jsonl_jobs_are_answered_with_citations_to_the_corpus(settings, 
 
 
 def test_a_task_delivered_twice_does_not_answer_twice(settings, corpus, tmp_path):
-    from tasks.enqueue import enqueue_questions
+    from worker.queue import enqueue_questions
 
     path = tmp_path / "once.csv"
     path.write_text("custom_id,question\nd1,first\nd2,second\n", encoding="utf-8")
@@ -189,9 +190,9 @@ def test_unknown_job_and_corpus_are_one_line_errors(settings, services, tmp_path
 def test_one_task_with_questions_of_two_jobs_answers_each_against_its_own_corpus(settings, corpus, sample_docs):
     from db import corpus as corpus_db
     from db import jobs as jobs_db
-    from scripts.ingest import ingest_files
-    from scripts.progress import embed_and_wait
-    from tasks.enqueue import enqueue_questions
+    from services.ingest.pipeline import ingest_files
+    from scripts.cli.progress import embed_and_wait
+    from worker.queue import enqueue_questions
 
     ingest_files(settings, corpus="e2e-other", files=[sample_docs["png"]])
     embed_and_wait(settings, corpus="e2e-other", wait=True)

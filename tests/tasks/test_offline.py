@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.ingest import ingest_files
-from scripts.jobs import submit_file
-from scripts.results import result_records
-from scripts.progress import embed_and_wait, watch_job
+from services.ingest.pipeline import ingest_files
+from services.jobs import submit_file
+from services.results import result_records
+from scripts.cli.progress import embed_and_wait, watch_job
 from worker.process import running_worker
 
 pytestmark = pytest.mark.models

@@ -11,8 +11,9 @@ from db import corpus as corpus_db
 from db import jobs as jobs_db
 from db import lifecycle
 from db.engine import session_scope
-from db.schema import Answer, Job, JobStatus, Question, QuestionStatus
-from tasks.reconcile import run_reconciler
+from db.schema import Answer, Job, Question
+from pageqa.domain import JobStatus, QuestionStatus
+from services.reconcile import run_reconciler
 
 pytestmark = pytest.mark.models
 
@@ -79,7 +80,7 @@ def test_a_recent_task_is_not_sent_again(settings, corpus_id):
 def test_stale_questions_are_not_sent_again_while_tasks_wait_in_the_queue(settings, corpus_id):
     """A long backlog is not a lost one: while messages wait in the worker queue, the reconciler cannot tell a
     lost task from one waiting in line, so it sends nothing; once the queue is empty, it sends the stale ones."""
-    from tasks.enqueue import ANSWER_CHUNK, waiting_tasks
+    from worker.queue import ANSWER_CHUNK, waiting_tasks
     from worker.app import get_app
 
     idle = settings.model_copy(update={"worker_queue": "reliability-unconsumed"})  # a queue no worker reads

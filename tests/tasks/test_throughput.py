@@ -17,8 +17,8 @@ from db.engine import session_scope
 from db.schema import Answer, ChunkRun, Question
 from models.images import decode_image
 from models.pipeline import ChunkQuestion, Pipeline
-from tasks.answer import job_options
-from tasks.retrieval import retrieve
+from services.answering import answer_options
+from services.retrieval import retrieve
 
 pytestmark = pytest.mark.models
 
@@ -67,7 +67,7 @@ def test_a_chunk_batched_across_questions_ranks_and_answers_as_one_at_a_time(set
         ChunkQuestion(3, "revenue"),
         ChunkQuestion(4, "Which colour is the block in the picture, and how large is it compared with the page?"),
     ]
-    options = job_options(settings, {})
+    options = answer_options(settings, {})
 
     def images(ids):
         with session_scope(settings) as session:

@@ -1,0 +1,141 @@
+"""``pageqa`` commands on real and synthetic data: the demo, evaluation and the benchmarks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pageqa.errors import ConfigError
+from pageqa.settings import get_settings
+from scripts.cli.base import (
+    app,
+    bench_app,
+    command,
+    console,
+    parse_lanes,
+)
+from services.runtime import prepare
+
+
+@command(app)
+def demo(
+    questions: Annotated[int, typer.Option(min=1, help="Questions to ask.")] = 24,
+    countries: Annotated[int, typer.Option(min=1, help="Country pages in the sample PDF.")] = 24,
+) -> None:
+    """The main job on real data: Gapminder life-expectancy charts → ingest → submit → worker → results table."""
+    from scripts.demo.run import run_demo
+
+    run_demo(get_settings(), n_questions=questions, n_countries=countries, console=console)
+
+
+@command(app, "eval")
+def evaluate(
+    directory: Annotated[Path, typer.Argument(help="MMLongBench-Doc format: pdfs/ and samples.json.")],
+    corpus: Annotated[str | None, typer.Option(help="Corpus name; default eval-<folder name>.")] = None,
+    document: Annotated[list[str] | None, typer.Option(help="Only this document (repeatable).")] = None,
+    max_documents: Annotated[int | None, typer.Option(min=1, help="Only the N shortest documents.")] = None,
+    lanes: Annotated[str | None, typer.Option(help="Comma-separated lanes: visual,lexical,dense.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Report folder; default PAGEQA_HOME/eval/<corpus>.")] = None,
+    spawn_worker: Annotated[bool, typer.Option(help="Start a worker for the run.")] = True,
+) -> None:
+    """Evaluate page retrieval (per lane and fused) and answers on a directory of PDFs with gold questions;
+    prints the report and writes it as JSON and Markdown."""
+    from scripts.eval.run import run_eval
+    from scripts.eval.report import to_markdown
+
+    settings = get_settings()
+    prepare(settings)
+    report = run_eval(
+        settings, directory, corpus=corpus, documents=document or (), max_documents=max_documents,
+        lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker,
+    )
+    console.print(to_markdown(report), markup=False, highlight=False)
+
+
+@command(bench_app, "retrieval")
+def bench_retrieval(
+    pages: Annotated[list[int], typer.Option(help="Corpus sizes; repeat for several.")] = [10_000],  # noqa: B006
+    queries: Annotated[int, typer.Option(help="Benchmark queries per size.")] = 100,
+    exact_queries: Annotated[int, typer.Option(help="Queries also run through the exact scan.")] = 5,
+    keep: Annotated[bool, typer.Option(help="Keep the benchmark databases.")] = False,
+) -> None:
+    """Two-stage late-interaction search vs the exact scan on synthetic ColQwen2-shaped corpora (docs/benchmarks.md)."""
+    from models.pooling import PoolingSpec
+    from scripts.bench.retrieval import run
+    from services.visual_search import SearchParams
+
+    settings = get_settings()
+    body = run(settings, pages=pages, queries=queries, exact_queries=exact_queries,
+               params=SearchParams.of(settings), spec=PoolingSpec.of(settings), keep=keep)
+    console.print(body, markup=False, highlight=False)
+
+
+@command(bench_app, "retrieval-sweep")
+def bench_retrieval_sweep(
+    settings_list: Annotated[list[str], typer.Argument(
+        metavar="PER_TOKEN,EF,POOLED,EXACT", help="Search settings to try, e.g. 100,100,300,40.")],
+    pages: Annotated[int, typer.Option(help="Size of a corpus kept by `bench retrieval --keep`.")] = 10_000,
+) -> None:
+    """Try two-stage search settings on a kept benchmark corpus: first-stage recall, recall@10, latency."""
+    from scripts.bench.retrieval import sweep
+    from services.visual_search import SearchParams
+
+    combos = []
+    for text in settings_list:
+        try:
+            per_token, ef, pooled, exact = (int(x) for x in text.split(","))
+        except ValueError:
+            raise ConfigError(f"{text!r}: expected PER_TOKEN,EF,POOLED,EXACT, e.g. 100,100,300,40") from None
+        combos.append(SearchParams(per_token=per_token, ef_search=ef, pooled_candidates=pooled,
+                                   exact_candidates=exact))
+    console.print(sweep(get_settings(), n_pages=pages, combos=combos), markup=False, highlight=False)
+
+
+@command(bench_app, "ingest")
+def bench_ingest(
+    pdf_dir: Annotated[Path, typer.Option(help="Folder of PDFs, read in place.")]
+    = Path("/work/shared/data/mmlongbench_dev/pdfs"),
+    pages: Annotated[int | None, typer.Option(min=1, help="At most N pages: the first pages of every PDF.")] = None,
+    processes: Annotated[str, typer.Option(help="Render process counts to try, comma-separated.")] = "1,2",
+    webp_methods: Annotated[str | None, typer.Option(help="WEBP methods (0–6); default: the one ingest uses.")]
+    = None,
+) -> None:
+    """Ingest's CPU side, rasterise + compress in render processes, on a PDF folder: pages/s per process count and
+    an encoder table (docs/benchmarks.md)."""
+    import shlex
+
+    from models.images import WEBP_METHOD
+    from scripts.bench.ingest import ENCODINGS, parse_ints, run
+
+    body = run(
+        pdf_dir=pdf_dir, pages=pages, processes=parse_ints(processes, option="--processes", low=1, high=256),
+        webp_methods=parse_ints(webp_methods or str(WEBP_METHOD), option="--webp-methods", low=0, high=6),
+        encodings=ENCODINGS.split(","), encode_pages=24, command=shlex.join(["uv", "run", "pageqa", *sys.argv[1:]]),
+    )
+    console.print(body, markup=False, highlight=False)
+
+
+@command(bench_app, "pipeline")
+def bench_pipeline(
+    questions: Annotated[int, typer.Option(min=1, help="Distinct questions per run.")] = 500,
+    chunk_sizes: Annotated[str, typer.Option(help="Chunk sizes to run, comma-separated.")] = "1,8,16,32",
+) -> None:
+    """The worker's answering path in-process and through Celery, Redis and PostgreSQL, per chunk size:
+    questions/s, per-stage ms, orchestration overhead, and the model calls de-duplication saves (docs/benchmarks.md).
+    Without CUDA it runs the tiny model set."""
+    import shlex
+
+    from scripts.bench.pipeline import run
+
+    try:
+        sizes = sorted({int(x) for x in chunk_sizes.split(",")})
+    except ValueError:
+        raise ConfigError(f"--chunk-sizes {chunk_sizes!r}: expected whole numbers, e.g. 1,8,16,32") from None
+    if not sizes or sizes[0] < 1:
+        raise ConfigError(f"--chunk-sizes {chunk_sizes!r}: sizes must be at least 1")
+    body = run(get_settings(), n_questions=questions, chunk_sizes=sizes,
+               command=shlex.join(["uv", "run", "pageqa", *sys.argv[1:]]))
+    console.print(body, markup=False, highlight=False)

@@ -1,0 +1,256 @@
+"""Job operations behind the CLI and the HTTP API: open a job, validate and store its question file, read its
+status as the API shows it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kombu.exceptions import OperationalError as KombuOperationalError
+from sqlalchemy import select
+
+from db import corpus as corpus_db
+from db import jobs as jobs_db
+from db import lifecycle
+from db.engine import session_scope
+from db.schema import Corpus, Job
+from pageqa.domain import JobStatus, is_final
+from pageqa.errors import InputError, ServiceError
+from pageqa.options import JobOptions, job_options
+from pageqa.settings import Settings
+from services.question_file import (
+    MAX_KEPT_ERRORS,
+    ErrorLog,
+    QuestionFile,
+    open_question_file,
+)
+from worker.queue import enqueue_questions
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submitted job: its id, questions stored, in-job duplicates among them (answered by copy, not enqueued),
+    the one-line errors of the rows left out (the first ``MAX_KEPT_ERRORS``, in line order) and how many rows were
+    left out in all, and notes on how the file was read."""
+
+    job_id: str
+    total: int
+    duplicates: int
+    errors: list[str]
+    notes: list[str] = field(default_factory=list)
+    n_errors: int = 0
+    tasks: int = 0  # answering tasks sent
+    store_s: float = 0.0  # seconds reading, checking and storing the rows, up to the commit
+    enqueue_s: float = 0.0  # seconds streaming the ids back and sending the tasks
+
+    @property
+    def errors_omitted(self) -> int:
+        """Rows left out whose error is not in ``errors`` (only the first ones are kept)."""
+        return self.n_errors - len(self.errors)
+
+
+def open_job(settings: Settings, *, corpus: str, source: str, options: JobOptions, tenant: str = "default") -> str:
+    """Create and commit a job in ``validating`` for the tenant's ``corpus``; returns its id. ``source`` is the
+    question file's name as the user gave it (kept cleaned, for display only).
+
+    Raises:
+        NotFoundError: the tenant has no such corpus.
+    """
+    with session_scope(settings) as session:
+        corpus_row = corpus_db.get_corpus(session, name=corpus, tenant=tenant)
+        job = jobs_db.open_job(session, corpus_id=corpus_row.id, source=corpus_db.clean_name(source) or "questions",
+                               options=options.stored(), tenant=tenant,
+                               completion_window_s=options.completion_window_s)
+        return job.id
+
+
+def validate_job(
+    settings: Settings, *, job_id: str, path: Path, strict: bool = False, max_errors: int = MAX_KEPT_ERRORS,
+) -> Submitted:
+    """Read, check and store the question file of a ``validating`` job in one transaction (the job is then
+    ``in_progress``), then enqueue its questions in chunks at the job's priority.
+
+    The file is streamed: rows are read, checked and copied to PostgreSQL one at a time, and the ids are streamed
+    back into tasks after the commit, so memory does not grow with the number of rows. Rows with errors (including
+    an unknown ``document`` and a ``custom_id`` already used on an earlier line) are left out and reported, unless
+    ``strict``; only the first ``max_errors`` messages are kept. Repeated questions (same normalised text and
+    document) are stored but not enqueued: they get the first one's answer. When the file is refused, the job
+    ends ``failed`` with its errors (``{"line", "code", "message"}``) and no question.
+
+    Raises:
+        InputError: the file is unreadable or empty, has no valid row, or (``strict``) has any invalid row; or the
+            job is not ``validating`` (cancelled meanwhile).
+        ServiceError: the job is stored but the broker cannot be reached (the message names the job).
+    """
+    start = time.perf_counter()
+    errors = ErrorLog(keep=max_errors)
+    notes: list[str] = []
+    try:
+        with session_scope(settings) as session:
+            job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())  # a cancel waits for us
+            if job is None or job.status is not JobStatus.validating:
+                raise InputError(f"job {job_id} is {job.status.value if job else 'gone'}, not validating")
+            questions = open_question_file(path, document_field=job.options.get("document_field", "document"),
+                                           errors=errors)
+            notes = questions.notes
+            corpus_name = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
+            docs = {name: doc.id for name, doc in corpus_db.documents_by_name(session, corpus_id=job.corpus_id).items()}
+            stored = jobs_db.store_questions(session, job_id=job_id, keep_repeats=max_errors,
+                                             questions=_with_documents(questions, docs, corpus_name))
+            errors.merge((InputError(f"custom_id {r.custom_id!r} repeats line {r.first_line}", source=str(path),
+                                     line=r.line_number, code="duplicate_custom_id") for r in stored.repeated),
+                         count=stored.n_repeated)
+            if strict and errors.count:
+                raise InputError(f"{errors.count} invalid rows (--strict); first: {errors.kept[0]}")
+            if not stored.total:
+                first = f"; first error: {errors.kept[0]}" if errors.kept else ""
+                raise InputError(f"no valid question{first}", source=str(path))
+            job.errors, job.n_errors = _error_records(errors.kept), errors.count
+            options = dict(job.options)
+    except InputError as exc:
+        _refuse(settings, job_id=job_id, error=exc, errors=errors)
+        raise
+    stored_at = time.perf_counter()
+    chunk = int(options.get("chunk_size") or settings.chunk_size)
+    try:
+        with session_scope(settings) as session:  # after the commit above: a worker finds every row it is sent
+            ids = jobs_db.iter_question_ids(session, job_id=job_id, to_enqueue=True)
+            tasks = enqueue_questions(settings, question_ids=ids, chunk_size=chunk, priority=options.get("priority"))
+    except KombuOperationalError as exc:  # the job is stored: PostgreSQL, not the broker, is the source of truth
+        raise ServiceError(
+            f"job {job_id} is stored ({stored.total} questions) but the broker cannot be reached "
+            f"({' '.join(str(exc).split())}); the reconciler sends its questions once the broker and a worker are "
+            f"back (within PAGEQA_REQUEUE_AFTER_SECONDS, {settings.requeue_after_seconds} s)"
+        ) from None
+    return Submitted(job_id, stored.total, stored.duplicates, [str(e) for e in errors.kept], notes,
+                     errors.count, tasks, stored_at - start, time.perf_counter() - stored_at)
+
+
+def _refuse(settings: Settings, *, job_id: str, error: InputError, errors: ErrorLog) -> None:
+    """End a ``validating`` job as ``failed``: the rows' errors when there are, else the file's own error."""
+    with session_scope(settings) as session:
+        lifecycle.fail_job(session, job_id=job_id, n_errors=max(errors.count, 1),
+                           errors=_error_records(errors.kept or [error]))
+
+
+def _error_records(errors: list[InputError]) -> list[dict]:
+    """Validation errors as stored with the job: 1-based ``line`` (None for the whole file), ``code``,
+    ``message`` (without the file name: the server's copy of an upload has a name of its own)."""
+    return [{"line": e.line, "code": e.code, "message": e.reason} for e in errors]
+
+
+def submit_file(
+    settings: Settings, *, path: Path, corpus: str, options: JobOptions | dict | None = None, strict: bool = False,
+    tenant: str = "default", max_errors: int = MAX_KEPT_ERRORS,
+) -> Submitted:
+    """Submit a question file: :func:`open_job`, then :func:`validate_job` in this process. ``options`` may be a
+    dict of :class:`~pageqa.options.JobOptions` fields.
+
+    Raises:
+        ConfigError: an option is out of range.
+        NotFoundError: the tenant has no such corpus (no job is created).
+        InputError: the file is refused; the job is stored as ``failed`` with its errors.
+        ServiceError: the job is stored but the broker cannot be reached (the message names the job).
+    """
+    if not isinstance(options, JobOptions):
+        options = job_options(**(options or {}))
+    job_id = open_job(settings, corpus=corpus, source=path.name, options=options, tenant=tenant)
+    return validate_job(settings, job_id=job_id, path=path, strict=strict, max_errors=max_errors)
+
+
+def _with_documents(questions: QuestionFile, docs: dict[str, int], corpus: str) -> Iterator[jobs_db.NewQuestion]:
+    """The file's rows with their document filter resolved to an id; a row naming no document of the corpus is
+    reported to the file's errors and left out."""
+    for row in questions:
+        doc_id = docs.get(row.document) if row.document else None
+        if row.document and doc_id is None:
+            questions.errors.add(InputError(f"document {row.document!r} is not in corpus {corpus!r}",
+                                            source=str(questions.path), line=row.line, code="unknown_document"))
+            continue
+        yield jobs_db.NewQuestion(row.custom_id, row.question, doc_id, row.line)
+
+
+@dataclass(frozen=True)
+class JobStatusView:
+    """A job's status and per-status question counts."""
+
+    job_id: str
+    status: str
+    total: int
+    counts: dict[str, int]
+    elapsed_s: float
+
+    @property
+    def done(self) -> int:
+        """Questions that have ended: answered, failed, cancelled or expired."""
+        return self.total - self.counts["queued"] - self.counts["running"]
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has reached a final status."""
+        return is_final(self.status)
+
+
+def job_status(settings: Settings, *, job_id: str, tenant: str | None = None) -> JobStatusView:
+    """The job's current status.
+
+    Raises:
+        NotFoundError: no such job (of ``tenant``, when given).
+    """
+    with session_scope(settings) as session:
+        job = jobs_db.get_job(session, job_id=job_id, tenant=tenant)
+        counts = jobs_db.status_counts(session, job_id=job_id)
+        return JobStatusView(job.id, job.status.value, job.total, counts, jobs_db.elapsed_s(job))
+
+
+def cancel_job(settings: Settings, *, job_id: str, tenant: str | None = None) -> JobStatusView:
+    """Cancel a job (:func:`db.lifecycle.cancel_job`): queued questions will not run, answered ones keep their
+    answers, running ones finish; returns its status after.
+
+    Raises:
+        NotFoundError: no such job (of ``tenant``, when given).
+        ConflictError: the job has already ended.
+    """
+    with session_scope(settings) as session:
+        counts = lifecycle.cancel_job(session, job_id=job_id, tenant=tenant)
+        job = jobs_db.get_job(session, job_id=job_id)
+        return JobStatusView(job.id, job.status.value, job.total, counts, jobs_db.elapsed_s(job))
+
+
+def list_jobs(
+    settings: Settings, *, tenant: str | None, status: JobStatus | None = None, limit: int = 20,
+    after: str | None = None,
+) -> tuple[list[Job], bool]:
+    """The jobs of ``tenant`` (None: every tenant's), newest first, at most ``limit`` after the job ``after`` (the
+    last id of the previous page); and whether more follow."""
+    with session_scope(settings) as session:
+        return jobs_db.list_jobs(session, tenant=tenant, status=status, limit=limit, after=after)
+
+
+COUNT_KEYS = ("total", "completed", "failed", "expired", "cancelled", "queued", "running")
+_STAMPS = ("created_at", "in_progress_at", "finalizing_at", "completed_at", "failed_at", "cancelling_at",
+           "cancelled_at", "expired_at", "expires_at")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def job_record(session, job: Job, *, corpus: str | None = None) -> dict:
+    """The job as the HTTP API shows it (OpenAI Batch style): ``id``, ``object`` ``"job"``, ``status``, ``corpus``,
+    ``input_file`` (the file name given), ``options``, ``request_counts`` (frozen once the job ended, else counted
+    now; they sum to ``total``), ``errors`` (validation errors with 1-based lines, the first ones, and their total)
+    and a timestamp per state reached (RFC 3339, UTC; None until reached) plus ``expires_at``."""
+    if corpus is None:
+        corpus = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
+    counts = job.request_counts or jobs_db.request_counts(jobs_db.status_counts(session, job_id=job.id))
+    counts = {k: counts[k] for k in COUNT_KEYS}  # JSONB stores keys in its own order
+    errors = [{k: e.get(k) for k in ("line", "code", "message")} for e in job.errors]
+    record = {"id": job.id, "object": "job", "status": job.status.value, "corpus": corpus, "input_file": job.source,
+              "options": job.options, "request_counts": counts,
+              "errors": {"object": "list", "data": errors, "total": job.n_errors} if job.n_errors else None}
+    record.update({name: _iso(getattr(job, name)) for name in _STAMPS})
+    return record
