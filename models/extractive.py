@@ -7,7 +7,7 @@ occur as words in the window; dense retrievers are known to miss exact numbers a
 2021, "Simple Entity-Centric Questions Challenge Dense Retrievers"). On MMLongBench-Doc gold pages the bonus never
 helped (weights 0.05-0.2: the best window contained the gold answer for 0-1 more and 2-6 fewer of 238 answerable
 questions), so ``LEXICAL_WEIGHT`` is 0 and the bonus is left to be re-measured on retrieved pages.
-Calibration: scripts/calibrate_extractive.py.
+Calibration: scripts/eval/calibrate_extractive.py.
 """
 
 from __future__ import annotations

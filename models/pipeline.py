@@ -137,6 +137,13 @@ class Pipeline:
         reranked in micro-batches packed to ``rerank_batch_pixels``, and every question is answered in
         micro-batches packed to ``generate_batch_pixels`` (:mod:`models.batching`; sizes go to ``batch_log``). A
         question with no candidate gets "Not answerable" and no citation.
+
+        Each answer's ``timings_ms`` (``rerank``, ``generate``) are the chunk's milliseconds per stage divided by
+        its questions: a mean over the chunk, since a batched call has no per-question time.
+
+        Raises:
+            Exception: whatever ``batch_log.check`` raises before a micro-batch to stop the chunk (the answering
+                task's :class:`services.guard.ChunkStopped`: time budget or shutdown).
         """
         n = max(len(questions), 1)
         t0 = time.perf_counter()

@@ -2,14 +2,14 @@
 ``custom_id``, ``question`` and optionally ``document``). Errors name the file and 1-based line.
 
 A file is read as a stream, one line at a time, so a file of a million rows takes no more memory than one of ten:
-rows come out of an iterator, a line longer than :data:`MAX_LINE_CHARS` is skipped without being held, and only
-the first :data:`MAX_KEPT_ERRORS` error messages are kept (every error is counted). Checks that span rows (a
-repeated ``custom_id``, repeated questions) are left to the database, after loading (:func:`db.jobs.create_job`).
+rows come out of an iterator, a line longer than :data:`~services.question_text.MAX_LINE_CHARS` is skipped without
+being held, and only the first :data:`MAX_KEPT_ERRORS` error messages are kept (every error is counted). Checks
+that span rows (a repeated ``custom_id``, repeated questions) are left to the database, while loading
+(:func:`db.jobs.store_questions`).
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import heapq
 import json
@@ -20,18 +20,15 @@ from pathlib import Path
 from typing import TextIO
 
 from pageqa.errors import InputError
+from services.question_text import Lines, LineTooLong, has_text, open_text, sniff_encoding, too_long
 
 MAX_QUESTION_CHARS = 4000
 MAX_CUSTOM_ID_CHARS = 512  # a key to join results by, not a payload
-#: Longest line read, in characters: the csv module's default field limit. A question at the length limit needs at
-#: most 24,000 characters even with every character JSON-escaped as ``\\uXXXX``.
-MAX_LINE_CHARS = 131_072
 #: Error messages kept in memory for the report; the rest are only counted.
 MAX_KEPT_ERRORS = 1000
 #: File name endings of question files: CSV, and JSON lines under its usual names.
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 QUESTION_SUFFIXES = (".csv", *JSONL_SUFFIXES)
-_READ_BYTES = 1 << 20  # bytes per read while checking the encoding
 
 
 @dataclass(frozen=True)
@@ -64,11 +61,6 @@ class ErrorLog:
         self.kept = list(islice(merged, self.keep))
         self.count += count
 
-    @property
-    def omitted(self) -> int:
-        """Errors counted but not kept."""
-        return self.count - len(self.kept)
-
 
 @dataclass
 class QuestionFile:
@@ -87,7 +79,7 @@ class QuestionFile:
     def __iter__(self) -> Iterator[QuestionRow]:
         records = _csv_records if self.kind == "csv" else _jsonl_records
         with self._open() as f:
-            for line, record in records(self.path, _Lines(f)):
+            for line, record in records(self.path, Lines(f)):
                 try:
                     if isinstance(record, InputError):
                         raise record
@@ -97,7 +89,7 @@ class QuestionFile:
 
     def _open(self) -> TextIO:
         # csv wants newline="" (it handles quoted line breaks); JSON lines end at "\n" only, as in the JSON Lines spec
-        return _open_text(self.path, self.encoding, newline="" if self.kind == "csv" else "\n")
+        return open_text(self.path, self.encoding, newline="" if self.kind == "csv" else "\n")
 
 
 def open_question_file(
@@ -114,8 +106,8 @@ def open_question_file(
             suffix, or a CSV lacks the ``custom_id`` or ``question`` header.
     """
     try:
-        encoding, notes = _sniff_encoding(path)
-        if not _has_text(path, encoding):
+        encoding, notes = sniff_encoding(path)
+        if not has_text(path, encoding):
             raise InputError("the question file is empty", source=str(path))
     except OSError as exc:
         raise InputError(f"cannot read the question file ({exc.strerror or exc})", source=str(path)) from exc
@@ -129,89 +121,15 @@ def open_question_file(
     qf = QuestionFile(path, kind, encoding, document_field, errors if errors is not None else ErrorLog(), notes)
     if kind == "csv":
         with qf._open() as f:
-            _csv_header(path, csv.reader(_Lines(f), strict=True))
+            _csv_header(path, csv.reader(Lines(f), strict=True))
     return qf
-
-
-def _open_text(path: Path, encoding: str, *, newline: str | None = None) -> TextIO:
-    return path.open(encoding=encoding, errors="replace" if encoding == "cp1252" else "strict", newline=newline)
-
-
-def _sniff_encoding(path: Path) -> tuple[str, list[str]]:
-    """(codec name, notes): UTF-16 after its BOM, else UTF-8 (BOM or not) if every byte decodes, else cp1252."""
-    with path.open("rb") as f:
-        head = f.read(2)
-        if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            encoding, notes = "utf-16", [f"{path}: read as UTF-16"]
-        else:
-            encoding, notes = "utf-8-sig", []
-        f.seek(0)
-        decoder = codecs.getincrementaldecoder(encoding)()
-        newlines = 0
-        for block in iter(lambda: f.read(_READ_BYTES), b""):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as exc:
-                return _not_decoded(path, encoding, exc, newlines)
-            newlines += block.count(b"\n")
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError as exc:  # the file ends inside a multi-byte character
-            return _not_decoded(path, encoding, exc, newlines)
-    return encoding, notes
-
-
-def _not_decoded(path: Path, encoding: str, exc: UnicodeDecodeError, newlines_before: int) -> tuple[str, list[str]]:
-    if encoding == "utf-16":
-        raise InputError(f"not valid UTF-16 ({exc.reason})", source=str(path)) from exc
-    # exc.object is the decoder's pending bytes (never a newline: part of one character) followed by this block
-    line = newlines_before + exc.object.count(b"\n", 0, exc.start) + 1
-    note = f"{path}:{line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x}); the file was read as Windows-1252"
-    return "cp1252", [note]
-
-
-def _has_text(path: Path, encoding: str) -> bool:
-    """Whether the decoded file has any non-whitespace character; reads only up to the first one."""
-    with _open_text(path, encoding) as f:
-        return any(block.strip() for block in iter(lambda: f.read(_READ_BYTES), ""))
-
-
-class _LineTooLong(Exception):
-    """A line longer than :data:`MAX_LINE_CHARS`; raised by :class:`_Lines` (the csv reader passes it on)."""
-
-
-class _Lines:
-    """The lines of a text file, each at most :data:`MAX_LINE_CHARS` long; ``number`` is the 1-based number of the
-    last line read. A longer line is read through in bounded pieces and raises :class:`_LineTooLong`; the next call
-    goes on with the following line (which is why this is a class, not a generator)."""
-
-    def __init__(self, f: TextIO):
-        self.f, self.number = f, 0
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = self.f.readline(MAX_LINE_CHARS + 1)
-        if not line:
-            raise StopIteration
-        self.number += 1
-        if len(line) > MAX_LINE_CHARS:
-            while (rest := self.f.readline(MAX_LINE_CHARS)) and not rest.endswith(("\n", "\r")):
-                pass
-            raise _LineTooLong(self.number)
-        return line
-
-
-def _too_long(path: Path, line: int) -> InputError:
-    return InputError(f"the line is longer than {MAX_LINE_CHARS} characters", source=str(path), line=line)
 
 
 def _csv_header(path: Path, reader) -> list[str]:
     try:
         header = next(reader, [])
-    except _LineTooLong:
-        raise _too_long(path, 1) from None
+    except LineTooLong:
+        raise too_long(path, 1) from None
     except csv.Error as exc:
         raise InputError(f"malformed CSV header ({exc})", source=str(path), line=1) from exc
     missing = [f for f in ("custom_id", "question") if f not in header]
@@ -220,7 +138,7 @@ def _csv_header(path: Path, reader) -> list[str]:
     return header
 
 
-def _csv_records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict | InputError]]:
+def _csv_records(path: Path, lines: Lines) -> Iterator[tuple[int, dict | InputError]]:
     """(first line of the record, field dict or error) per non-blank CSV record. ``strict``: a quote followed by
     anything but a separator, or a quote never closed, is an error rather than text glued to the next lines."""
     reader = csv.reader(lines, strict=True)
@@ -231,8 +149,8 @@ def _csv_records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict | InputE
             values = next(reader)
         except StopIteration:
             return
-        except _LineTooLong as exc:
-            yield exc.args[0], _too_long(path, exc.args[0])
+        except LineTooLong as exc:
+            yield exc.args[0], too_long(path, exc.args[0])
             continue
         except csv.Error as exc:
             span = f" (lines {start}-{lines.number})" if lines.number > start else ""
@@ -246,15 +164,15 @@ def _csv_records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict | InputE
         yield start, record
 
 
-def _jsonl_records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict | InputError]]:
+def _jsonl_records(path: Path, lines: Lines) -> Iterator[tuple[int, dict | InputError]]:
     """(line, object or error) per non-blank line."""
     while True:
         try:
             raw = next(lines)
         except StopIteration:
             return
-        except _LineTooLong as exc:
-            yield exc.args[0], _too_long(path, exc.args[0])
+        except LineTooLong as exc:
+            yield exc.args[0], too_long(path, exc.args[0])
             continue
         line = lines.number
         if not raw.strip():

@@ -1,7 +1,9 @@
 """The services pageqa runs on: start (or reuse) PostgreSQL and Redis and bring the schema up to date, once per
-process, before any command, demo, benchmark or test touches them."""
+process, before any command, demo, benchmark or test touches them; stop the embedded ones; say where they are."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pageqa.settings import Settings
 
@@ -25,3 +27,53 @@ def prepare(settings: Settings) -> None:
     resolve_broker_url(settings)
     migrate(settings)
     _prepared = True
+
+
+def migrate(settings: Settings) -> None:
+    """Apply the Alembic migrations to the database ``settings`` name (idempotent), without starting Redis.
+
+    Raises:
+        ServiceError: the embedded PostgreSQL cannot be started.
+    """
+    from db.engine import migrate as upgrade
+
+    upgrade(settings)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """Where a service is: ``name`` (``postgres``, ``redis``), ``external`` (a URL in the settings) or embedded,
+    whether an embedded one is ``running``, and ``where`` (the external host part, or the data folder or socket)."""
+
+    name: str
+    external: bool
+    running: bool
+    where: str
+
+
+def service_states(settings: Settings) -> list[ServiceState]:
+    """PostgreSQL's state, then Redis's; an external service is reported from its URL (after any ``user@``),
+    never contacted."""
+    from db import embedded
+    from worker import broker
+
+    home = settings.home_dir
+    if settings.database_url:
+        postgres = ServiceState("postgres", True, True, settings.database_url.split("@")[-1])
+    else:
+        postgres = ServiceState("postgres", False, embedded.is_running(home), str(embedded.pgdata_dir(home)))
+    if settings.broker_url:
+        redis = ServiceState("redis", True, True, settings.broker_url.split("@")[-1])
+    else:
+        redis = ServiceState("redis", False, broker.is_running(home), str(broker.socket_path(home)))
+    return [postgres, redis]
+
+
+def stop_embedded(settings: Settings) -> dict[str, bool]:
+    """Stop the embedded Redis, then the embedded PostgreSQL (their data stays under ``PAGEQA_HOME``); whether
+    each was running, by name (``redis-server``, ``postgres``)."""
+    from db import embedded
+    from worker import broker
+
+    home = settings.home_dir
+    return {"redis-server": broker.stop(home), "postgres": embedded.stop(home)}

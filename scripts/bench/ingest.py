@@ -3,7 +3,7 @@ no database and no model; print Markdown tables and keep them in docs/benchmarks
 
     uv run python -m scripts.bench.ingest [--pdf-dir DIR] [--pages N] [--processes 1,2] [--webp-methods 4,2]
 
-The render tasks are ingest's own (``scripts/ingest.py``: ``page_ranges``, ``render_pool``, ``render_pdf_pages``
+The render tasks are ingest's own (``services/ingest/pipeline.py``: ``page_ranges``, ``render_pool``, ``render_pdf_pages``
 with the settings' page budget, format and quality): each PDF is split into the same page ranges, rendered by the
 same pool of processes, and the compressed pages travel back to this process as they do at ingest. The PDFs are
 read in place, never copied. A second table times each encoder on a sample of pages in this one process. The
@@ -32,7 +32,7 @@ import typer
 from models.images import WEBP_METHOD, decode_image, encode_image
 from pageqa.errors import InputError, PageQAError
 from pageqa.settings import get_settings
-from services.ingest.pipeline import RenderSpec, page_ranges, rasterise_page, render_pdf_pages, render_pool
+from services.ingest.render import RenderSpec, page_ranges, rasterise_page, render_pdf_pages, render_pool
 from scripts.bench.markdown import write_section
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def report(runs: list[PoolSummary], encoders: str, *, spec: RenderSpec, pdf_dir:
             rate = run.pages / run.seconds
             goal += f": {rate:.1f} pages/s, {'met' if rate >= GOAL_PAGES_PER_S else 'not met'}"
     about = textwrap.fill(
-        "`scripts/bench_ingest.py` (`pageqa bench ingest`): ingest's render tasks (`scripts/ingest.py`) through its "
+        "`scripts/bench/ingest.py` (`pageqa bench ingest`): ingest's render tasks (`services/ingest/pipeline.py`) through its "
         "pool of render processes, no database, no model. Each PDF is split into ingest's page ranges and the "
         "compressed pages come back to the calling process as at ingest; the clock starts once the processes are up. "
         "ms/page p50 is a render task's wall time in its process over its pages; CPU ms/page is the render "

@@ -179,7 +179,7 @@ def report(summary: Summary, *, pdf_dir: Path, n_scanned: int, n_total: int, loa
 _DOC_HEADER = f"""# OCR of pages without a text layer
 
 `models/ocr.py` (`PageOCR`): rapidocr on onnxruntime, CPU, with the models bundled in the rapidocr wheel:
-{", ".join(f"`{name}`" for name in MODEL_FILES.values())}. Figures below come from `scripts/bench_ocr.py`;
+{", ".join(f"`{name}`" for name in MODEL_FILES.values())}. Figures below come from `scripts/bench/ocr.py`;
 each section is rewritten when the same command runs again.
 
 ## Benchmark

@@ -337,8 +337,8 @@ _DOC_HEADER = """# Benchmarks
 
 ## Late-interaction retrieval in PostgreSQL
 
-`scripts/bench_retrieval.py` (`pageqa bench retrieval`) loads a synthetic ColQwen2-shaped corpus
-(`scripts/synthetic.py`: 700–770 unit patch vectors of 128 dims per page, topics shared across pages, 15–35 %
+`scripts/bench/retrieval.py` (`pageqa bench retrieval`) loads a synthetic ColQwen2-shaped corpus
+(`scripts/bench/synthetic.py`: 700–770 unit patch vectors of 128 dims per page, topics shared across pages, 15–35 %
 near-duplicate background patches; queries of 15–25 tokens drawn near one target page's patches plus noise) into a
 fresh database with binary `COPY`, builds the HNSW index after the load, and searches it with the same two-stage
 search the worker uses (`services/visual_search.py`) and with the exact scan (`PAGEQA_EXACT_SEARCH`, the fidelity

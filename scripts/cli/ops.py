@@ -35,38 +35,28 @@ def services_start() -> None:
 @command(services_app, "stop")
 def services_stop() -> None:
     """Stop the embedded PostgreSQL and Redis (data is kept under PAGEQA_HOME)."""
-    from db import embedded
-    from worker import broker
+    from services.runtime import stop_embedded
 
-    home = get_settings().home_dir
-    console.print(f"redis-server: {'stopped' if broker.stop(home) else 'was not running'}")
-    console.print(f"postgres: {'stopped' if embedded.stop(home) else 'was not running'}")
+    for name, was_running in stop_embedded(get_settings()).items():
+        console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
 
 
 @command(services_app, "status")
 def services_status() -> None:
     """Show whether each service is running and where."""
-    from db import embedded
-    from worker import broker
+    from services.runtime import service_states
 
-    settings = get_settings()
-    home = settings.home_dir
-    if settings.database_url:
-        console.print(f"postgres: external ({settings.database_url.split('@')[-1]})")
-    else:
-        state = "running" if embedded.is_running(home) else "stopped"
-        console.print(f"postgres: embedded, {state} ({embedded.pgdata_dir(home)})")
-    if settings.broker_url:
-        console.print(f"redis: external ({settings.broker_url.split('@')[-1]})")
-    else:
-        state = "running" if broker.is_running(home) else "stopped"
-        console.print(f"redis: embedded, {state} ({broker.socket_path(home)})")
+    for state in service_states(get_settings()):
+        if state.external:
+            console.print(f"{state.name}: external ({state.where})")
+        else:
+            console.print(f"{state.name}: embedded, {'running' if state.running else 'stopped'} ({state.where})")
 
 
 @command(app)
 def migrate() -> None:
     """Apply the database migrations (Alembic) to PAGEQA_DATABASE_URL or the embedded PostgreSQL."""
-    from db.engine import migrate as upgrade
+    from services.runtime import migrate as upgrade
 
     upgrade(get_settings())
     console.print("database schema is up to date")
@@ -211,15 +201,10 @@ def index_rebuild(
     faster than inserting into the graph page by page). Searches wait for the rebuild."""
     import time
 
-    from db import multivector as mv
-    from db.engine import session_scope
+    from services.indexing import rebuild_first_stage_index
 
     settings = get_settings()
     prepare(settings)
     start = time.perf_counter()
-    with session_scope(settings) as session:
-        conn = mv.raw_connection(session)
-        mv.drop_first_stage_index(conn)
-        mv.build_first_stage_index(conn, maintenance_work_mem=maintenance_work_mem, workers=workers)
-        rows = mv.count_pool_vectors(conn)
+    rows = rebuild_first_stage_index(settings, maintenance_work_mem=maintenance_work_mem, workers=workers)
     console.print(f"HNSW index rebuilt over {rows:,} pooled vectors in {time.perf_counter() - start:.1f} s")

@@ -24,7 +24,7 @@ from pageqa.errors import ModelLoadError  # noqa: E402
 
 pytestmark = pytest.mark.models
 
-THRESHOLD = 0.45  # see scripts/calibrate_extractive.py
+THRESHOLD = 0.45  # see scripts/eval/calibrate_extractive.py
 
 PAGES = [
     PageText(11, "The Eiffel Tower stands on the Champ de Mars in Paris. It was completed in 1889 as the entrance "

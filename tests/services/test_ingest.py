@@ -10,7 +10,8 @@ from sqlalchemy import select
 from db.engine import session_scope
 from db.schema import Corpus, Document, Page
 from models.images import decode_image
-from services.ingest.pipeline import RenderSpec, ingest_files, page_ranges, render_pdf_pages
+from services.ingest.pipeline import ingest_files
+from services.ingest.render import RenderSpec, page_ranges, render_pdf_pages
 from services.ingest.inputs import expand_paths
 from scripts.cli.progress import embed_and_wait
 
@@ -30,7 +31,7 @@ def test_pdf_and_images_are_stored_as_pages(settings, services, sample_docs):
     files, errors = expand_paths([sample_docs["pdf"], sample_docs["png"], sample_docs["root"] / "charts"])
     assert [f.name for f in files] == ["report.pdf", "red.png", "blue.webp", "green.jpg"] and errors == []
     report = ingest_files(settings, corpus="ingest-a", files=files)
-    assert report.errors == [] and report.pages == 6 and len(report.new_page_ids) == 6
+    assert report.errors == [] and report.pages == 6
 
     rows = _pages(settings, "ingest-a")
     by_doc: dict[str, list[Page]] = {}
@@ -149,9 +150,9 @@ def test_each_stored_document_is_queued_for_indexing_once(settings, services, sa
     )
     files = [sample_docs["pdf"], sample_docs["png"], sample_docs["jpeg"]]
     report = ingest_files(queued, corpus="ingest-enqueue", files=files, enqueue=True)
-    assert report.errors == [] and len(report.new_page_ids) == 5
+    assert report.errors == [] and report.pages == len(report.queued_page_ids) == 5
     tasks = _queued_page_ids(settings, "ingest-enqueue-test")
-    assert [page_id for task in tasks for page_id in task] == report.new_page_ids == report.queued_page_ids
+    assert [page_id for task in tasks for page_id in task] == report.queued_page_ids
     assert [len(task) for task in tasks] == [2, 2, 1]  # full tasks while ingesting, the rest at the end
 
     # the CLI then waits for the workers: embed_and_wait must not queue the same pages a second time
