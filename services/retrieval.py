@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from db import search
+from db import text_search
 from db.engine import session_scope
 from models.batching import BatchLog
 from models.fusion import Fused, reciprocal_rank_fusion
@@ -45,12 +45,12 @@ def retrieve(
         vectors = pipe.text_encoder.encode(texts, batch_size=settings.text_batch_size)
     with session_scope(settings) as session:
         if "lexical" in lanes:
-            ranked["lexical"] = search.lexical_search(
+            ranked["lexical"] = text_search.lexical_search(
                 session, queries=texts, corpus_id=corpus_id, document_ids=doc_ids, k=k,
                 rank=settings.lexical_rank, normalization=settings.lexical_normalization, mode=settings.lexical_mode,
             )
         if "dense" in lanes:
-            ranked["dense"] = search.dense_search(
+            ranked["dense"] = text_search.dense_search(
                 session, vectors=vectors, corpus_id=corpus_id, document_ids=doc_ids, k=k,
                 model_id=pipe.text_encoder.model_id,
             )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from db import corpus as corpus_db
-from db import search
+from db import text_search
 from db.engine import session_scope
 
 TEXTS = {
@@ -44,11 +44,11 @@ def test_lexical_or_mode_ranks_the_matching_page_first_and_respects_the_document
     corpus_id, ids = search_corpus
     with session_scope(settings) as session:
         (everywhere,), (in_b,) = (
-            search.lexical_search(session, queries=["How many cracks did the bridge inspection find?"],
+            text_search.lexical_search(session, queries=["How many cracks did the bridge inspection find?"],
                                   corpus_id=corpus_id, document_ids=[doc], k=5)
             for doc in (None, ids[("b.pdf", 1)][1])
         )
-        (strict,) = search.lexical_search(session, queries=["How many cracks did the bridge inspection find?"],
+        (strict,) = text_search.lexical_search(session, queries=["How many cracks did the bridge inspection find?"],
                                           corpus_id=corpus_id, document_ids=[None], k=5, mode="websearch")
     assert everywhere[0][0] == ids[("a.pdf", 1)][0]
     assert ids[("b.pdf", 2)][0] in [pid for pid, _ in everywhere]  # "bridges", "inspection" stem-match
@@ -61,11 +61,11 @@ def test_dense_search_scores_pages_by_their_best_passage(settings, search_corpus
     target, _ = ids[("b.pdf", 1)]
     query = _unit(3) * 0.8 + _unit(1) * 0.6  # closest to page 3 (b.pdf p1), then page 1 (a.pdf p1)
     with session_scope(settings) as session:
-        (ranked,) = search.dense_search(session, vectors=query[None, :], corpus_id=corpus_id, document_ids=[None],
+        (ranked,) = text_search.dense_search(session, vectors=query[None, :], corpus_id=corpus_id, document_ids=[None],
                                         k=4, model_id="test-model")
-        (only_a,) = search.dense_search(session, vectors=query[None, :], corpus_id=corpus_id,
+        (only_a,) = text_search.dense_search(session, vectors=query[None, :], corpus_id=corpus_id,
                                         document_ids=[ids[("a.pdf", 1)][1]], k=4, model_id="test-model")
-        (other_model,) = search.dense_search(session, vectors=query[None, :], corpus_id=corpus_id,
+        (other_model,) = text_search.dense_search(session, vectors=query[None, :], corpus_id=corpus_id,
                                              document_ids=[None], k=4, model_id="another-model")
     assert ranked[0][0] == target and ranked[0][1] == pytest.approx(0.8, abs=1e-4)
     assert ranked[1][0] == ids[("a.pdf", 1)][0] and ranked[1][1] == pytest.approx(0.6, abs=1e-4)
@@ -74,4 +74,4 @@ def test_dense_search_scores_pages_by_their_best_passage(settings, search_corpus
 
 
 def test_or_query_keeps_words_only():
-    assert search.or_query("What's the 2007 value, in %?") == "What or s or the or 2007 or value or in"
+    assert text_search.or_query("What's the 2007 value, in %?") == "What or s or the or 2007 or value or in"
