@@ -10,13 +10,14 @@ from celery.schedules import crontab
 
 from db import report as report_db
 from db.engine import session_scope
+from pageqa.domain import ALL_TENANTS
 from pageqa.errors import ConfigError
 from pageqa.settings import get_settings
 from services.report.build import previous_day
+from services.report.figures import DayWindow
 from tasks.report import nightly_report
-from worker.queue import NIGHTLY_REPORT
 from worker.app import control_queue, get_app, report_schedule
-from pageqa.domain import ALL_TENANTS
+from worker.queue import NIGHTLY_REPORT
 
 
 def test_beat_sends_the_report_to_the_control_queue_at_report_time(settings, services):
@@ -45,10 +46,10 @@ def test_previous_day_is_the_day_before_in_the_report_zone(settings, zone, day):
 
 
 def test_a_daylight_saving_day_has_23_hours():
-    window = report_db.DayWindow.of(dt.date(2024, 3, 10), "America/New_York")
+    window = DayWindow.of(dt.date(2024, 3, 10), "America/New_York")
     assert window.hours == 23
     assert [window.hour_start(h).strftime("%H:%M") for h in (0, 1, 2, 22)] == ["00:00", "01:00", "03:00", "23:00"]
-    assert report_db.DayWindow.of(dt.date(2024, 11, 3), "America/New_York").hours == 25
+    assert DayWindow.of(dt.date(2024, 11, 3), "America/New_York").hours == 25
 
 
 @pytest.mark.parametrize(("variable", "value"), [

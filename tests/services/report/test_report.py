@@ -20,6 +20,7 @@ from db.engine import session_scope
 from db.schema import Report
 from pageqa.errors import InputError
 from services.report.build import build_report, page_file_name
+from services.report.figures import error_kind
 
 SCOPES = (S.ALL, *S.TENANTS)
 EMPTY_DAY = dt.date(2024, 1, 10)
@@ -151,7 +152,7 @@ def test_comparison_with_the_previous_seven_days(built, scope):
     (None, "(no message)"),
 ])
 def test_error_kind(message, kind):
-    assert report_db.error_kind(message) == kind
+    assert error_kind(message) == kind
 
 
 def test_stored_rows_and_files_match_the_figures(built, settings):
