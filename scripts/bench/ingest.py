@@ -38,7 +38,7 @@ from scripts.bench.markdown import write_section
 log = logging.getLogger(__name__)
 
 PDF_DIR = Path("/work/shared/data/mmlongbench_dev/pdfs")
-DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 GOAL_PAGES_PER_S = 20.0
 ENCODINGS = "WEBP:90:4,WEBP:90:2,WEBP:90:0,WEBP:80:2,JPEG:90,PNG"
 

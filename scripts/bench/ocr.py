@@ -33,7 +33,7 @@ from scripts.bench.markdown import write_section
 log = logging.getLogger(__name__)
 
 PDF_DIR = Path("/work/shared/data/mmlongbench_dev/pdfs")
-DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "ocr.md"
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "ocr.md"
 PIXEL_BUDGET = 1_605_632  # pixels per rendered page, ≈ 1.6 MP
 MAX_SCALE = 300 / 72  # pdfium scale for 300 dpi (1 scale unit = 72 dpi)
 

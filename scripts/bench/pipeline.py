@@ -17,6 +17,8 @@ questions, half of them repeats, measures the model calls that de-duplication sa
 On a machine without CUDA the tiny model set is used with small pixel budgets (:data:`CPU_OVERRIDES`; random
 weights: the figures time the machinery, not the models). Reuse across jobs is turned off for the timed jobs (each chunk size asks the same questions), so every
 question reaches the models.
+
+The figures and their Markdown are in :mod:`scripts.bench.pipeline_report`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,9 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
-import statistics
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -42,31 +41,12 @@ from pageqa.domain import JobStatus
 from pageqa.errors import ServiceError
 from pageqa.settings import Settings
 from scripts.bench.markdown import write_section
+from scripts.bench.pipeline_report import STAGES, DedupResult, ModeResult, to_markdown
 
 log = logging.getLogger(__name__)
 
 CORPUS = "bench-pipeline"
-DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-STAGES = ("retrieve", "rerank", "generate")
-
-
-@dataclass
-class ModeResult:
-    """One mode at one chunk size: wall seconds, stage milliseconds summed over questions, and per-chunk non-model
-    milliseconds per question (queued mode)."""
-
-    n: int
-    wall_s: float
-    stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    non_model_ms: list[float] = field(default_factory=list)
-    peak_gpu_bytes: int | None = None
-
-    @property
-    def qps(self) -> float:
-        return self.n / self.wall_s
-
-    def per_question(self, stage: str) -> float:
-        return self.stage_ms[stage] / self.n
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
 
 #: On a CPU: the tiny model set with the test suite's pixel budgets and short answers, so a run of a few hundred
@@ -103,10 +83,10 @@ def run(settings: Settings, *, n_questions: int, chunk_sizes: list[int], command
     Raises:
         ServiceError: the worker exited, or a job did not complete within 30 minutes.
     """
-    from services.runtime import prepare
+    from scripts.cli.progress import embed_and_wait
     from scripts.demo.data import build_demo_corpus
     from services.ingest.pipeline import ingest_files
-    from scripts.cli.progress import embed_and_wait
+    from services.runtime import prepare
     from worker.process import spawn_worker, stop_worker
 
     settings, overrides = bench_settings(settings)
@@ -141,8 +121,8 @@ def run(settings: Settings, *, n_questions: int, chunk_sizes: list[int], command
                            alive=alive)
     finally:
         stop_worker(proc)
-    body = _report(settings, rows, dedup, n_questions=n_questions, command=command,
-                   index=index)
+    body = to_markdown(settings, rows, dedup, n_questions=n_questions, command=command, index=index,
+                       cpu_overrides=CPU_OVERRIDES)
     write_section(DOC_PATH, f"pipeline {command}", body, tag="bench_pipeline",
                   header="# Benchmarks\n")
     return body
@@ -238,71 +218,9 @@ def _wait(settings: Settings, job_id: str, *, alive, timeout_s: float = 1800.0) 
         time.sleep(0.25)
 
 
-@dataclass(frozen=True)
-class DedupResult:
-    """A job with repeated questions: questions submitted, how many reached the models, seconds."""
-
-    n: int
-    answered_by_models: int
-    wall_s: float
-
-    @property
-    def saved(self) -> float:
-        return 1 - self.answered_by_models / self.n
-
-
 def _dedup_run(settings: Settings, rows: list[dict], *, alive) -> DedupResult:
     """A job of repeated questions through the queue (fresh texts, so nothing comes from an earlier job)."""
     job_id, result = _queued(settings, rows, chunk_size=settings.chunk_size, alive=alive)
     with session_scope(settings) as session:
         runs = session.scalars(select(ChunkRun).where(ChunkRun.job_id == job_id)).all()
     return DedupResult(len(rows), sum(r.n_questions - r.n_reused for r in runs), result.wall_s)
-
-
-def _report(settings, rows, dedup: DedupResult, *, n_questions: int, command: str, index: tuple[int, float | None]) -> str:
-    from models.device import resolve_device
-
-    device = resolve_device(settings.device)
-    corpus_note = (f"{index[0]} pages, ingested and indexed in {index[1]:.1f} s" if index[1] is not None
-                   else f"{index[0]} pages, indexed by an earlier run")
-    overrides_note = "" if device.type == "cuda" else (
-        " with " + ", ".join(f"{k}={v}" for k, v in CPU_OVERRIDES.items() if k != "models"))
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    if device.type == "cuda":
-        import torch
-
-        machine += f", {torch.cuda.get_device_name(device)}"
-    lines = [
-        (f"Command: `{command}` ({dt.date.today().isoformat()}). Machine: {machine}. Device: {device}; model set "
-         f"`{settings.models}`{overrides_note}. Corpus: the demo PDF ({corpus_note}). "
-         f"{n_questions} distinct questions per run."),
-        "",
-        ("| chunk | in-process q/s | queued q/s | queued ÷ in-process | orchestration overhead | "
-         "in-process ms/q retrieve / rerank / generate | queued ms/q retrieve / rerank / generate | "
-         "non-model ms/q through the queue, p50 (p95) |"),
-        "|---:|---:|---:|---:|---:|---|---|---|",
-    ]
-    for size, inproc, queued in rows:
-        ratio = queued.qps / inproc.qps
-        lines.append(
-            f"| {size} | {inproc.qps:.1f} | {queued.qps:.1f} | {ratio:.3f} | {1 - inproc.wall_s / queued.wall_s:.1%} "
-            f"| {' / '.join(f'{inproc.per_question(s):.1f}' for s in STAGES)} "
-            f"| {' / '.join(f'{queued.per_question(s):.1f}' for s in STAGES)} "
-            f"| {statistics.median(queued.non_model_ms):.1f} ({_p95(queued.non_model_ms):.1f}) |"
-        )
-    by_size = {size: inproc for size, inproc, _ in rows}
-    lines.append("")
-    if 1 in by_size and 16 in by_size:
-        lines.append(f"Speed-up of chunk 16 over chunk 1, in-process: {by_size[16].qps / by_size[1].qps:.2f}×.")
-    lines.append(
-        f"De-duplication: a job of {dedup.n} questions, 50% repeats: {dedup.answered_by_models} reached the models, "
-        f"model calls saved {dedup.saved:.1%} ({dedup.wall_s:.1f} s)."
-    )
-    peaks = [q.peak_gpu_bytes for _, _, q in rows if q.peak_gpu_bytes]
-    lines.append(f"Peak GPU memory over the chunks: {max(peaks) / 2**30:.2f} GiB." if peaks
-                 else "Peak GPU memory: no CUDA device here.")
-    return "\n".join(lines) + "\n"
-
-
-def _p95(values: list[float]) -> float:
-    return sorted(values)[min(len(values) - 1, int(0.95 * len(values)))]

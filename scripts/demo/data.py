@@ -3,7 +3,8 @@
 :func:`build_demo_corpus` writes, into one folder, a vector PDF (one chart per page: the 5 continents, then the
 selected countries), ``questions.csv`` (``custom_id,question,document``), ``gold.json`` (answers and 1-based gold
 pages) and ``manifest.json`` (parameters and checksums, written last; it makes a rebuild with the same parameters a
-no-op). Everything is deterministic: the same parameters give byte-identical files.
+no-op). Everything is deterministic: the same parameters give byte-identical files. The charts are drawn by
+:mod:`scripts.demo.charts`.
 """
 
 from __future__ import annotations
@@ -13,35 +14,32 @@ import hashlib
 import importlib.util
 import json
 import logging
-import math
 import random
-import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
-from matplotlib import rc_context
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_pdf import PdfPages
-from matplotlib.figure import Figure
 
 from pageqa.errors import ConfigError, InputError
+from scripts.demo.charts import (
+    COLORS,
+    FIRST_YEAR,
+    LAST_YEAR,
+    REFERENCE_COLOR,
+    SUBTITLE,
+    ChartPage,
+    Series,
+    fmt_years,
+    render_pdf,
+)
 
 log = logging.getLogger(__name__)
 
 PDF_NAME, QUESTIONS_NAME, GOLD_NAME, MANIFEST_NAME = (
     "gapminder_life_expectancy.pdf", "questions.csv", "gold.json", "manifest.json")
 FORMAT_VERSION = 1  # bump when the rendering or the questions change, so old folders are rebuilt
-FIRST_YEAR, LAST_YEAR = 1952, 2007
 CONTINENTS = ("Africa", "Americas", "Asia", "Europe", "Oceania")
 WELL_KNOWN = ("Japan", "Brazil", "Nigeria", "India", "Germany")  # always selected (as far as n_countries allows)
-COLORS = {"Africa": "#A2559C", "Americas": "#E56E5A", "Asia": "#00847E", "Europe": "#4C6A9C", "Oceania": "#883039"}
-REFERENCE_COLOR = "#A8A8A8"
-SUBTITLE = "Period life expectancy at birth, in years"
-SOURCE = "Source: Gapminder (via the gapminder Python package)"
-PAGE_SIZE_IN = (10.0, 7.5)  # 4:3 slide, inches
-# Embedded TrueType subsets (Type 42), not Type 3 glyph procedures; all output is vector, so dpi hardly matters.
-RC = {"pdf.fonttype": 42, "font.family": "DejaVu Sans", "figure.dpi": 72, "savefig.dpi": 72}
 
 
 @dataclass(frozen=True)
@@ -63,26 +61,6 @@ class DemoCorpus:
     questions_file: Path  # CSV with header custom_id,question,document
     questions: list[DemoQuestion]
     pages: list[str]  # page titles in order (page 1 first)
-
-
-@dataclass(frozen=True)
-class _Series:
-    label: str
-    values: pd.Series  # life expectancy in years, indexed by year
-    color: str
-    main: bool  # main series: thick and annotated; otherwise a thin grey reference line
-
-
-@dataclass(frozen=True)
-class _Page:
-    title: str
-    subtitle: str
-    series: tuple[_Series, ...]
-
-
-def fmt_years(value: float) -> str:
-    """Format a number of years as printed on the charts and in gold answers: one decimal, e.g. ``"82.6"``."""
-    return f"{value:.1f}"
 
 
 def load_gapminder() -> pd.DataFrame:
@@ -127,96 +105,19 @@ def select_countries(df: pd.DataFrame, n_countries: int, seed: int) -> list[str]
     return sorted(picked, key=lambda p: (continent_of[p], p))
 
 
-def _plan_pages(df: pd.DataFrame, countries: list[str]) -> list[_Page]:
+def _plan_pages(df: pd.DataFrame, countries: list[str]) -> list[ChartPage]:
     means = continent_means(df)
     subtitle = f"{SUBTITLE}; population-weighted mean over the continent's countries"
-    pages = [_Page(f"Average life expectancy, {c}, {FIRST_YEAR} to {LAST_YEAR}", subtitle,
-                   (_Series(c, means[c], COLORS[c], True),)) for c in CONTINENTS]
+    pages = [ChartPage(f"Average life expectancy, {c}, {FIRST_YEAR} to {LAST_YEAR}", subtitle,
+                       (Series(c, means[c], COLORS[c], True),)) for c in CONTINENTS]
     for country in countries:
         rows = df[df["country"] == country]
         cont = rows["continent"].iloc[0]
-        pages.append(_Page(f"Life expectancy, {country}, {FIRST_YEAR} to {LAST_YEAR}",
-                           f"{SUBTITLE}; grey: {cont} population-weighted average",
-                           (_Series(f"{cont} average", means[cont], REFERENCE_COLOR, False),
-                            _Series(country, rows.set_index("year")["lifeExp"], COLORS[cont], True))))
+        pages.append(ChartPage(f"Life expectancy, {country}, {FIRST_YEAR} to {LAST_YEAR}",
+                               f"{SUBTITLE}; grey: {cont} population-weighted average",
+                               (Series(f"{cont} average", means[cont], REFERENCE_COLOR, False),
+                                Series(country, rows.set_index("year")["lifeExp"], COLORS[cont], True))))
     return pages
-
-
-def _style_axes(ax: Axes, page: _Page) -> None:
-    low = min(s.values.min() for s in page.series)
-    high = max(s.values.max() for s in page.series)
-    lo, hi = max(0, 10 * math.floor((low - 5) / 10)), 10 * math.ceil((high + 5) / 10)  # room for annotations
-    ax.set_ylim(lo, hi)
-    ax.set_yticks(range(lo, hi + 1, 10 if hi - lo > 30 else 5))
-    ax.set_xlim(FIRST_YEAR - 2, LAST_YEAR + 2)
-    ax.set_xticks([1952, 1967, 1982, 1997, 2007])
-    for side in ("top", "right", "left"):
-        ax.spines[side].set_visible(False)
-    ax.spines["bottom"].set_color("#8C8C8C")
-    ax.grid(axis="y", color="#DDDDDD", linestyle=(0, (4, 3)), linewidth=0.8)
-    ax.set_axisbelow(True)
-    ax.tick_params(axis="y", length=0, labelcolor="#6E6E6E", labelsize=11, pad=6)
-    ax.tick_params(axis="x", color="#8C8C8C", labelcolor="#6E6E6E", labelsize=11)
-
-
-def _end_label_positions(series: tuple[_Series, ...], min_gap: float) -> list[float]:
-    """y positions (data units) of the end-of-line labels, pushed apart by at least ``min_gap``."""
-    order = sorted(range(len(series)), key=lambda i: series[i].values[LAST_YEAR])
-    ys = [0.0] * len(series)
-    previous: tuple[float, int] | None = None  # (y, number of text lines) of the label below
-    for i in order:
-        y, lines = series[i].values[LAST_YEAR], len(_wrap(series[i].label).splitlines())
-        if previous is not None:
-            y = max(y, previous[0] + min_gap * (previous[1] + lines) / 2)
-        ys[i], previous = y, (y, lines)
-    return ys
-
-
-def _wrap(label: str) -> str:
-    return textwrap.fill(label, 16)
-
-
-def _annotate_ends(ax: Axes, s: _Series, others: list[pd.Series]) -> None:
-    """Write the first and last value above or below the point: away from the line, unless ``others`` are there."""
-    years = list(s.values.index)
-    band = 24 / (ax.transData.transform((0, 1))[1] - ax.transData.transform((0, 0))[1])  # 24 pt in years
-    for year, neighbour in ((FIRST_YEAR, years[1]), (LAST_YEAR, years[-2])):
-        value = s.values[year]
-        side = 1 if (s.values[neighbour] < value if year == LAST_YEAR else s.values[neighbour] <= value) else -1
-        if any(0 <= side * (o[year] - value) < band for o in others):
-            side = -side
-        ax.plot([year], [value], "o", color=s.color, markersize=5, zorder=4)
-        ax.annotate(fmt_years(value), (year, value), xytext=(0, 8 * side), textcoords="offset points",
-                    ha="center", va="bottom" if side > 0 else "top", fontsize=11, color=s.color, fontweight="bold",
-                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"}, zorder=5)
-
-
-def _draw_page(fig: Figure, page: _Page) -> None:
-    fig.text(0.045, 0.925, page.title, fontsize=18, fontweight="bold", color="#3A3A3A", ha="left")
-    fig.text(0.045, 0.88, page.subtitle, fontsize=12, color="#6E6E6E", ha="left")
-    fig.text(0.045, 0.035, SOURCE, fontsize=9.5, color="#7A7A7A", ha="left")
-    ax = fig.add_axes((0.075, 0.12, 0.70, 0.71))
-    _style_axes(ax, page)
-    for s in page.series:
-        ax.plot(s.values.index, s.values.values, color=s.color, linewidth=2.4 if s.main else 1.3,
-                zorder=3 if s.main else 2, solid_capstyle="round")
-    label_ys = _end_label_positions(page.series, min_gap=0.07 * (ax.get_ylim()[1] - ax.get_ylim()[0]))
-    for s, y in zip(page.series, label_ys):
-        ax.text(LAST_YEAR + 2.6, y, _wrap(s.label), va="center", ha="left", fontsize=12,
-                color=s.color if s.main else "#7A7A7A", fontweight="bold" if s.main else "normal", clip_on=False)
-    for s in page.series:
-        if s.main:
-            _annotate_ends(ax, s, [o.values for o in page.series if o is not s])
-
-
-def _render_pdf(pages: list[_Page], path: Path) -> None:
-    metadata = {"Title": "Life expectancy 1952 to 2007 (Gapminder)", "Author": "pageqa demo",
-                "Subject": "Sample corpus for pageqa demo", "CreationDate": None}
-    with rc_context(RC), PdfPages(path, metadata=metadata) as pdf:
-        for page in pages:
-            fig = Figure(figsize=PAGE_SIZE_IN, facecolor="white")
-            _draw_page(fig, page)
-            pdf.savefig(fig)
 
 
 def make_questions(df: pd.DataFrame, countries: list[str], n_questions: int, seed: int) -> list[DemoQuestion]:
@@ -296,7 +197,7 @@ def build_demo_corpus(out_dir: Path, *, n_countries: int = 24, n_questions: int 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # an interrupted build must not look complete
     log.info("rendering %d pages to %s", len(pages), out_dir / PDF_NAME)
-    _render_pdf(pages, out_dir / PDF_NAME)
+    render_pdf(pages, out_dir / PDF_NAME)
     _write_questions(questions, out_dir / QUESTIONS_NAME, out_dir / GOLD_NAME)
     titles = [p.title for p in pages]
     sums = {n: _sha256(out_dir / n) for n in (PDF_NAME, QUESTIONS_NAME, GOLD_NAME)}

@@ -15,7 +15,8 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from models import tiny as tiny_mod  # noqa: E402
-from models.tiny import MARKER, SPECIAL_TOKENS, TinyModelSet, make_tiny, tiny_model_set  # noqa: E402
+from models.tiny import MARKER, TinyModelSet, make_tiny, tiny_model_set  # noqa: E402
+from models.tiny_tokenizer import SPECIAL_TOKENS  # noqa: E402
 
 pytestmark = pytest.mark.models
 

@@ -139,7 +139,7 @@ def test_rebuild_is_identical_and_skipped(corpus: DemoCorpus, tmp_path: Path,
     def no_render(*args: object, **kwargs: object) -> None:
         raise AssertionError("re-rendered an up-to-date corpus")
 
-    monkeypatch.setattr(demo_data, "_render_pdf", no_render)
+    monkeypatch.setattr(demo_data, "render_pdf", no_render)
     second = build_demo_corpus(tmp_path, n_countries=N_COUNTRIES, n_questions=N_QUESTIONS, seed=SEED)
     assert second == first
     assert first.pdf.stat().st_mtime_ns == mtime
