@@ -77,6 +77,19 @@ def without_kernel(steps: list[str]) -> list[str]:
     return out
 
 
+def pairs(steps: list[str]) -> str:
+    """The folder changes of ``steps`` by pair of folders, most first, e.g. ``services↔db 20``."""
+    counts: dict[str, int] = {}
+    for a, b in zip(steps, steps[1:]):
+        key = "↔".join(sorted((a, b), key=lambda f: ORDER.index(f) if f in ORDER else len(ORDER)))
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+#: The layers from the top, for naming a pair of folders in a fixed order.
+ORDER = ("scripts", "api", "tasks", "services", "worker", "db", "models", "pageqa")
+
+
 def _first(*names: str):
     """The first of ``module:attribute`` names that imports (the new layout's, then the old one's)."""
     for name in names:
@@ -148,10 +161,13 @@ def main() -> None:
     os.environ.setdefault("PAGEQA_HOME", tempfile.mkdtemp(prefix="pageqa-crossings-home-"))
     os.environ.update({"PAGEQA_MODELS": "offline", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     paths = measure(args.pdf)
-    print("| path | folder changes | without the kernel | folders without the kernel, in order |\n|---|---|---|---|")
+    print("| path | folder changes | without the kernel | changes without the kernel, by pair of folders |\n"
+          "|---|---|---|---|")
     for name, steps in paths.items():
         lean = without_kernel(steps)
-        print(f"| {name} | {len(steps) - 1} | {len(lean) - 1} | {' → '.join(lean)} |")
+        print(f"| {name} | {len(steps) - 1} | {len(lean) - 1} | {pairs(lean)} |")
+    for name, steps in paths.items():
+        print(f"\n{name}, without the kernel: {' → '.join(without_kernel(steps))}")
 
 
 if __name__ == "__main__":
