@@ -80,7 +80,7 @@ def _answer(
 ) -> int:
     options = answer_options(settings, job.options)
     run = ChunkRun(settings, job.id, len(questions), queue_wait_ms)
-    run.batches.check = guard.check
+    run.batches.check = guard.check  # models/ calls it before each micro-batch without importing services/
     pipe = resident.pipeline(settings)
     run.on_device(pipe.device)
     keys, reused = reuse_answers(settings, pipe.model_ids, job, options, questions)
@@ -182,6 +182,7 @@ class _Solver:
         cache = resident.page_images(settings)
         answers = pipe.answer_chunk(
             batch, [r.fused for r in retrieved], options=self.options, batch_log=run.batches,
+            # The pipeline (models/) reads pages only through these loaders: it never touches the database.
             load_images=lambda ids: cache.get_many(ids, lambda missing: load_images(settings, missing)),
             load_texts=lambda ids: load_texts(settings, ids),
         )
