@@ -11,9 +11,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import corpora, health, jobs, reports
-from api.deps import error_body, uploads_dir
+from api.deps import uploads_dir
 from api.limits import LimitBodySize
+from api.routes import corpora, health, jobs, reports
+from api.schemas import ErrorBody, error_body
 from pageqa.errors import (
     ConfigError,
     ConflictError,
@@ -28,8 +29,12 @@ from pageqa.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 #: HTTP status and error code of each domain exception (the most specific class first).
-STATUS = [(NotFoundError, 404, "not_found"), (ConflictError, 409, "conflict"), (InputError, 400, "invalid_input"), (ConfigError, 400, "invalid_option"),
-          (ServiceError, 503, "service_unavailable"), (PageQAError, 400, "error")]
+STATUS = [(NotFoundError, 404, "not_found"), (ConflictError, 409, "conflict"), (InputError, 400, "invalid_input"),
+          (ConfigError, 400, "invalid_option"), (ServiceError, 503, "service_unavailable"), (PageQAError, 400, "error")]
+#: The error responses of every route but /v1/health, in the OpenAPI document (the body: :class:`ErrorBody`).
+ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in (
+    (400, "Invalid input or option."), (401, "No API key, or an unknown or revoked one."), (404, "Not found."),
+    (413, "Request body too large."), (422, "Invalid request parameters."), (503, "A service pageqa needs is down."))}
 
 
 #: Uploads older than this at start-up belong to no running request: a file is read within the hour or its job is
@@ -65,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         lifespan=lifespan,
+        # Response models are rendered as before them, by json.dumps (FastAPI's default would have pydantic write
+        # the bytes, and it writes some floats otherwise: 1e-05 as 0.00001).
+        default_response_class=JSONResponse,
         title="pageqa", version="1",
         description="Batch question answering over visual documents: submit a question file as a job, poll its "
                     "status, download its output and error files (joined by custom_id). Every route but "
@@ -72,8 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.add_middleware(LimitBodySize, max_bytes=app.state.settings.max_upload_bytes)
-    for module in (jobs, corpora, reports, health):
-        app.include_router(module.router, prefix="/v1")
+    for module in (jobs, corpora, reports):
+        app.include_router(module.router, prefix="/v1", responses=ERRORS)
+    app.include_router(health.router, prefix="/v1")
 
     @app.exception_handler(PageQAError)
     async def domain_error(_request: Request, exc: PageQAError) -> JSONResponse:

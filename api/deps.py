@@ -1,4 +1,4 @@
-"""What every route shares: the settings, the caller's tenant (from its API key), error bodies."""
+"""What every route shares: the settings, the caller's tenant (from its API key), the uploads folder."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from db import keys
-from db.engine import session_scope
 from pageqa.settings import Settings
+from services import keys
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `pageqa keys create`.")
 
@@ -34,8 +33,7 @@ def tenant(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise HTTPException(401, "an API key is required: Authorization: Bearer KEY",
                             headers={"WWW-Authenticate": "Bearer"})
-    with session_scope(settings) as session:
-        found = keys.tenant_of(session, key=credentials.credentials)
+    found = keys.tenant_of(settings, key=credentials.credentials)
     if found is None:
         raise HTTPException(401, "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
     return found
@@ -49,8 +47,3 @@ def uploads_dir(settings: Settings) -> Path:
     path = settings.home_dir / "uploads"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def error_body(code: str, message: str) -> dict:
-    """The JSON body of every error response: ``{"error": {"code", "message"}}``."""
-    return {"error": {"code": code, "message": message}}

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.schemas import error_body
+
 
 class BodyTooLarge(Exception):
     """The request body passed the limit."""
@@ -50,8 +52,8 @@ class LimitBodySize:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": {"code": "payload_too_large", "message":
-                                     f"the request body is larger than {self.max_bytes} bytes (PAGEQA_MAX_UPLOAD_BYTES)"}})
+        message = f"the request body is larger than {self.max_bytes} bytes (PAGEQA_MAX_UPLOAD_BYTES)"
+        body = json.dumps(error_body("payload_too_large", message))
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body.encode()})

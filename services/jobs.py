@@ -1,9 +1,8 @@
 """Job operations behind the CLI and the HTTP API: open a job, validate and store its question file, read its
-status as the API shows it."""
+status, cancel it, list jobs."""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -230,27 +229,52 @@ def list_jobs(
         return jobs_db.list_jobs(session, tenant=tenant, status=status, limit=limit, after=after)
 
 
-COUNT_KEYS = ("total", "completed", "failed", "expired", "cancelled", "queued", "running")
-_STAMPS = ("created_at", "in_progress_at", "finalizing_at", "completed_at", "failed_at", "cancelling_at",
-           "cancelled_at", "expired_at", "expires_at")
+def require_job(settings: Settings, *, job_id: str, tenant: str | None = None) -> None:
+    """Check that the job exists, e.g. to answer 404 before a download starts streaming.
+
+    Raises:
+        NotFoundError: no such job (of ``tenant``, when given).
+    """
+    with session_scope(settings) as session:
+        jobs_db.get_job(session, job_id=job_id, tenant=tenant)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True)
+class JobDetail:
+    """A job row, read whole and detached from its session, with what its public record shows beside it: its
+    corpus's name and its ``request_counts`` (:func:`db.jobs.request_counts`: frozen once the job ended, else
+    counted at the read)."""
+
+    job: Job
+    corpus: str
+    request_counts: dict[str, int]
 
 
-def job_record(session, job: Job, *, corpus: str | None = None) -> dict:
-    """The job as the HTTP API shows it (OpenAI Batch style): ``id``, ``object`` ``"job"``, ``status``, ``corpus``,
-    ``input_file`` (the file name given), ``options``, ``request_counts`` (frozen once the job ended, else counted
-    now; they sum to ``total``), ``errors`` (validation errors with 1-based lines, the first ones, and their total)
-    and a timestamp per state reached (RFC 3339, UTC; None until reached) plus ``expires_at``."""
-    if corpus is None:
-        corpus = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
+def _detail(session, job: Job) -> JobDetail:
+    corpus = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
     counts = job.request_counts or jobs_db.request_counts(jobs_db.status_counts(session, job_id=job.id))
-    counts = {k: counts[k] for k in COUNT_KEYS}  # JSONB stores keys in its own order
-    errors = [{k: e.get(k) for k in ("line", "code", "message")} for e in job.errors]
-    record = {"id": job.id, "object": "job", "status": job.status.value, "corpus": corpus, "input_file": job.source,
-              "options": job.options, "request_counts": counts,
-              "errors": {"object": "list", "data": errors, "total": job.n_errors} if job.n_errors else None}
-    record.update({name: _iso(getattr(job, name)) for name in _STAMPS})
-    return record
+    return JobDetail(job, corpus, counts)
+
+
+def job_detail(settings: Settings, *, job_id: str, tenant: str | None = None) -> JobDetail:
+    """The job with its corpus name and question counts, as ``GET /v1/jobs/{id}`` shows it.
+
+    Raises:
+        NotFoundError: no such job (of ``tenant``, when given).
+    """
+    with session_scope(settings) as session:
+        return _detail(session, jobs_db.get_job(session, job_id=job_id, tenant=tenant))
+
+
+def list_job_details(
+    settings: Settings, *, tenant: str | None, status: JobStatus | None = None, limit: int = 20,
+    after: str | None = None,
+) -> tuple[list[JobDetail], bool]:
+    """:func:`list_jobs` with each job's corpus name and question counts, as ``GET /v1/jobs`` shows them.
+
+    Raises:
+        NotFoundError: ``after`` is not a job of the tenant.
+    """
+    with session_scope(settings) as session:
+        rows, more = jobs_db.list_jobs(session, tenant=tenant, status=status, limit=limit, after=after)
+        return [_detail(session, job) for job in rows], more

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import lazyload
@@ -178,3 +179,21 @@ def errors_to_csv(records: Iterable[dict]) -> Iterator[str]:
     """Error records as CSV rows: ``custom_id, status, code, message`` (formula-safe as :func:`to_csv`)."""
     return _csv(records, ERROR_CSV_FIELDS, lambda r: {"custom_id": r["custom_id"], "status": r["status"],
                                                       "code": r["error"]["code"], "message": r["error"]["message"]})
+
+
+def export(
+    settings: Settings, *, job_id: str, kind: Literal["results", "errors"], format: Literal["jsonl", "csv"],
+    tenant: str | None = None,
+) -> Iterator[str]:
+    """The job's output file (``kind`` ``"results"``: :func:`result_records`) or error file (``"errors"``:
+    :func:`error_records`) as text chunks of JSON lines or CSV (:func:`to_jsonl`, :func:`to_csv`,
+    :func:`errors_to_csv`), read from PostgreSQL as they are consumed.
+
+    Raises:
+        NotFoundError: while the first chunk is read, when there is no such job (of ``tenant``, when given).
+    """
+    if kind == "results":
+        records = result_records(settings, job_id=job_id, tenant=tenant)
+        return to_jsonl(records) if format == "jsonl" else to_csv(records)
+    records = error_records(settings, job_id=job_id, tenant=tenant)
+    return to_jsonl(records) if format == "jsonl" else errors_to_csv(records)

@@ -112,13 +112,7 @@ def _write_file(chunks, output: Path | None) -> None:
 def _job_file(job_id: str, kind: str, format: str, output: Path | None, client: ApiClient | None) -> None:
     """Write the job's output (``results``) or error file, from the API or the database, to ``output`` or stdout."""
     from scripts.cli import remote
-    from services.results import (
-        error_records,
-        errors_to_csv,
-        result_records,
-        to_csv,
-        to_jsonl,
-    )
+    from services.results import export
 
     _check_format(format)
     if client is not None:
@@ -126,12 +120,7 @@ def _job_file(job_id: str, kind: str, format: str, output: Path | None, client: 
     else:
         settings = get_settings()
         prepare(settings)
-        if kind == "results":
-            records = result_records(settings, job_id=job_id)
-            _write_file((to_jsonl if format == "jsonl" else to_csv)(records), output)
-        else:
-            records = error_records(settings, job_id=job_id)
-            _write_file((to_jsonl if format == "jsonl" else errors_to_csv)(records), output)
+        _write_file(export(settings, job_id=job_id, kind=kind, format=format), output)
     if output is not None:
         err_console.print(f"{kind} written to {escape(str(output))}", highlight=False)
 

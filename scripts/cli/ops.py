@@ -82,13 +82,11 @@ def keys_create(
     name: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
 ) -> None:
     """Create an API key and print it; it is shown only this once (only its sha256 is stored)."""
-    from db import keys
-    from db.engine import session_scope
+    from services import keys
 
     settings = get_settings()
     prepare(settings)
-    with session_scope(settings) as session:
-        new = keys.create_key(session, tenant=tenant, name=name)
+    new = keys.create_key(settings, tenant=tenant, name=name)
     err_console.print(f"key {new.id} for tenant {escape(new.tenant)} (store it now: it is not shown again)",
                       highlight=False)
     console.print(new.key, markup=False, highlight=False)
@@ -97,15 +95,13 @@ def keys_create(
 @command(keys_app, "revoke")
 def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (pageqa keys list).")]) -> None:
     """Revoke an API key: requests with it are refused from now on."""
-    from db import keys
-    from db.engine import session_scope
+    from services import keys
 
     settings = get_settings()
     prepare(settings)
-    with session_scope(settings) as session:
-        row = keys.revoke_key(session, key_id=key_id)
-        console.print(f"key {row.id} ({row.prefix}…) of tenant {escape(row.tenant)} revoked at "
-                      f"{row.revoked_at:%Y-%m-%d %H:%M:%S}", highlight=False)
+    row = keys.revoke_key(settings, key_id=key_id)
+    console.print(f"key {row.id} ({row.prefix}…) of tenant {escape(row.tenant)} revoked at "
+                  f"{row.revoked_at:%Y-%m-%d %H:%M:%S}", highlight=False)
 
 
 @command(keys_app, "list")
@@ -113,16 +109,14 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant'
     """List API keys (id, tenant, prefix, name, created, last used, revoked); never the keys themselves."""
     from rich.table import Table
 
-    from db import keys
-    from db.engine import session_scope
+    from services import keys
 
     settings = get_settings()
     prepare(settings)
     table = Table("id", "tenant", "prefix", "name", "created", "last used", "revoked")
-    with session_scope(settings) as session:
-        for k in keys.list_keys(session, tenant=tenant):
-            table.add_row(str(k.id), escape(k.tenant), k.prefix + "…", escape(k.name),
-                          *(f"{t:%Y-%m-%d %H:%M}" if t else "" for t in (k.created_at, k.last_used_at, k.revoked_at)))
+    for k in keys.list_keys(settings, tenant=tenant):
+        table.add_row(str(k.id), escape(k.tenant), k.prefix + "…", escape(k.name),
+                      *(f"{t:%Y-%m-%d %H:%M}" if t else "" for t in (k.created_at, k.last_used_at, k.revoked_at)))
     console.print(table)
 
 

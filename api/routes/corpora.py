@@ -15,12 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import SettingsDep, TenantDep, uploads_dir
+from api.schemas import CorpusDetail, CorpusList, ErrorBody, Upload
 from db import corpus as corpus_db
 from pageqa.errors import InputError
 from pageqa.settings import Settings
 from services.corpora import corpus_detail, corpus_summaries
-from services.ingest.pipeline import IngestReport, ingest_files
 from services.ingest.inputs import SUFFIXES
+from services.ingest.pipeline import IngestReport, ingest_files
 
 router = APIRouter(tags=["corpora"])
 CorpusName = Annotated[str, PathParam(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
@@ -32,7 +33,8 @@ _UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-data": 
         "description": f"PDFs or PNG/JPEG/WebP images, at most {MAX_FILES} per request."}}}}}}}
 
 
-@router.post("/corpora/{name}/documents", status_code=201, openapi_extra=_UPLOAD, summary="Upload documents")
+@router.post("/corpora/{name}/documents", status_code=201, openapi_extra=_UPLOAD, summary="Upload documents",
+             response_model=Upload, responses={415: {"model": ErrorBody, "description": "Not multipart/form-data."}})
 async def upload_documents(name: CorpusName, request: Request, settings: SettingsDep, tenant: TenantDep) -> dict:
     """Store each uploaded file under a server-made name, ingest it into the tenant's corpus ``name`` (created
     when missing) and queue its pages for indexing. Documents keep the uploaded file name, which question files
@@ -79,19 +81,14 @@ def _ingest(settings: Settings, tenant: str, name: str, uploads: list[UploadFile
             "pages_queued": len(report.queued_page_ids)}
 
 
-def _shown(corpus: dict) -> dict:
-    """A corpus as a tenant sees it: without the tenant field (the key already names the tenant)."""
-    return {k: v for k, v in corpus.items() if k != "tenant"}
-
-
-@router.get("/corpora", summary="List corpora")
+@router.get("/corpora", summary="List corpora", response_model=CorpusList)
 def list_corpora(settings: SettingsDep, tenant: TenantDep) -> dict:
     """The tenant's corpora with their document and page counts: pages, pages indexed (searchable) and pages that
     could not be indexed."""
-    return {"object": "list", "data": [_shown(c) for c in corpus_summaries(settings, tenant=tenant)]}
+    return {"object": "list", "data": corpus_summaries(settings, tenant=tenant)}  # the model leaves out "tenant"
 
 
-@router.get("/corpora/{name}", summary="Get a corpus")
+@router.get("/corpora/{name}", summary="Get a corpus", response_model=CorpusDetail)
 def get_corpus(name: CorpusName, settings: SettingsDep, tenant: TenantDep) -> dict:
     """The tenant's corpus ``name`` with its documents (name, title, kind, pages, bytes)."""
-    return _shown(corpus_detail(settings, name=name, tenant=tenant))
+    return corpus_detail(settings, name=name, tenant=tenant)

@@ -10,21 +10,19 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.deps import SettingsDep, TenantDep
-from db import report as report_db
-from db.engine import session_scope
+from api.schemas import ReportList, ReportPublic
+from services.report import store
 
 router = APIRouter(tags=["reports"])
 
 
-@router.get("/reports", summary="List reports")
+@router.get("/reports", summary="List reports", response_model=ReportList)
 def list_reports(settings: SettingsDep, tenant: TenantDep,
-                 limit: Annotated[int, Query(ge=1, le=366)] = 30) -> dict:
+                 limit: Annotated[int, Query(ge=1, le=366)] = 30) -> ReportList:
     """The days with a report for the tenant (a day it was active), newest first."""
-    with session_scope(settings) as session:
-        rows = report_db.list_reports(session, scope=tenant, limit=limit)
-    return {"object": "list", "data": [
-        {"object": "report", "date": r.day.isoformat(), "generated_at": r.generated_at.isoformat(),
-         "url": f"/v1/reports/{r.day.isoformat()}"} for r in rows]}
+    rows = store.list_reports(settings, scope=tenant, limit=limit)
+    return ReportList(data=[ReportPublic(date=r.day.isoformat(), generated_at=r.generated_at.isoformat(),
+                                         url=f"/v1/reports/{r.day.isoformat()}") for r in rows])
 
 
 _FORMATS = {200: {"description": "The report page (HTML, self-contained), its figures (JSON) or a flat table "
@@ -36,12 +34,10 @@ def get_report(day: dt.date, settings: SettingsDep, tenant: TenantDep,
                format: Literal["html", "json", "csv"] = "html") -> Response:
     """The tenant's report of ``day`` (``YYYY-MM-DD``): one self-contained HTML page (plots embedded), or the
     same figures as JSON or CSV. 404 when the tenant has no report that day."""
-    with session_scope(settings) as session:
-        row = report_db.get_report(session, day=day, scope=tenant)
-        html, figures, table = row.html, row.json, row.csv
+    row = store.get_report(settings, day=day, scope=tenant)
     if format == "json":
-        return JSONResponse(figures)
+        return JSONResponse(row.json)
     if format == "csv":
-        return Response(table, media_type="text/csv; charset=utf-8", headers={
+        return Response(row.csv, media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="report-{day.isoformat()}.csv"'})
-    return HTMLResponse(html)
+    return HTMLResponse(row.html)

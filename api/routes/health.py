@@ -4,22 +4,21 @@ shows nothing of any tenant."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from fastapi import APIRouter, Response
 
 from api.deps import SettingsDep
-from db.engine import session_scope
+from api.schemas import Health
 from pageqa.errors import printable
-from worker.app import get_app
+from services.health import Probes
 
 router = APIRouter(tags=["health"])
 #: Seconds to wait for workers to answer a ping.
 PING_S = 1.0
 
 
-def _check(probe) -> dict:
+def _check(probe: Callable[[], dict | None]) -> dict:
     start = time.perf_counter()
     try:
         detail = probe()
@@ -28,26 +27,21 @@ def _check(probe) -> dict:
     return {"ok": True, "ms": round((time.perf_counter() - start) * 1e3, 1), **(detail or {})}
 
 
-@router.get("/health", summary="Service health", responses={503: {"description": "Database or broker down."}})
-def health(settings: SettingsDep):
+# Only the keys each check gives are sent (a failed check has no "ms"), hence exclude_unset.
+@router.get("/health", summary="Service health", response_model=Health, response_model_exclude_unset=True,
+            responses={503: {"description": "Database or broker down.", "model": Health}})
+def health(settings: SettingsDep, response: Response) -> dict:
     """``database`` (``SELECT 1``), ``broker`` (a Redis connection) and ``workers`` (Celery workers answering a
     ping within 1 s, by name). 200 when the database and the broker answer, else 503; no worker is reported but
     is not an error (jobs wait in the queue)."""
-    app = get_app(settings)
-
-    def database() -> None:
-        with session_scope(settings) as session:
-            session.execute(text("SELECT 1"))
-
-    def broker() -> None:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
+    probes = Probes(settings)
 
     def workers() -> dict:
-        names = sorted(name for reply in app.control.ping(timeout=PING_S) or [] for name in reply)
+        names = probes.worker_names(timeout_s=PING_S)
         return {"count": len(names), "names": names}
 
-    report = {"database": _check(database), "broker": _check(broker)}
+    report = {"database": _check(probes.database), "broker": _check(probes.broker)}
     report["workers"] = _check(workers) if report["broker"]["ok"] else {"ok": False, "error": "broker down"}
     ok = report["database"]["ok"] and report["broker"]["ok"]
-    return JSONResponse({"status": "ok" if ok else "unavailable", **report}, status_code=200 if ok else 503)
+    response.status_code = 200 if ok else 503
+    return {"status": "ok" if ok else "unavailable", **report}

@@ -17,22 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from api.deps import SettingsDep, TenantDep, uploads_dir
-from db import jobs as jobs_db
-from db import lifecycle
-from db.engine import session_scope
+from api.schemas import ErrorBody, JobList, JobPublic, job_record
 from pageqa.domain import JobStatus, split_lanes
 from pageqa.errors import InputError, PageQAError
 from pageqa.options import JobOptions, job_options
 from pageqa.settings import Settings
-from services.jobs import job_record, open_job, validate_job
+from services import jobs
 from services.question_file import QUESTION_SUFFIXES
-from services.results import (
-    error_records,
-    errors_to_csv,
-    result_records,
-    to_csv,
-    to_jsonl,
-)
+from services.results import export
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -63,8 +55,9 @@ _OPENAPI = {"requestBody": {"required": True, "content": {
 }}}
 
 
-@router.post("/jobs", status_code=202, openapi_extra=_OPENAPI, summary="Submit a job",
-             responses={202: {"description": "The job, in `validating`; poll GET /v1/jobs/{id}."}})
+@router.post("/jobs", status_code=202, openapi_extra=_OPENAPI, summary="Submit a job", response_model=JobPublic,
+             responses={202: {"description": "The job, in `validating`; poll GET /v1/jobs/{id}."},
+                        415: {"model": ErrorBody, "description": "Neither multipart/form-data nor JSON."}})
 async def create_job(request: Request, settings: SettingsDep, tenant: TenantDep, background: BackgroundTasks):
     """Store the question file under a server-made name, create the job (``validating``) and answer at once;
     the file is checked and its questions queued after the response. Refused rows are listed in the job's
@@ -98,14 +91,15 @@ async def create_job(request: Request, settings: SettingsDep, tenant: TenantDep,
     else:
         raise HTTPException(415, "send multipart/form-data (a file) or application/json (questions)")
     try:
-        job_id = await run_in_threadpool(open_job, settings, corpus=corpus, source=source, options=options,
+        job_id = await run_in_threadpool(jobs.open_job, settings, corpus=corpus, source=source, options=options,
                                          tenant=tenant)
     except PageQAError:
         target.unlink(missing_ok=True)
         raise
     background.add_task(_validate, settings, job_id, target, strict)
     record = await run_in_threadpool(_record, settings, job_id, tenant)
-    return JSONResponse(record, status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+    # A response of our own, for the Location header: FastAPI then sends it as is, so the model is applied here.
+    return JSONResponse(record.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
 
 
 def _save(upload: UploadFile, target: Path) -> None:
@@ -123,61 +117,51 @@ def _validate(settings: Settings, job_id: str, path: Path, strict: bool) -> None
     """After the response: check and store the file, queue its questions; the upload is then removed (the rows
     are in PostgreSQL). A refused file has already ended the job ``failed`` with its errors."""
     try:
-        validate_job(settings, job_id=job_id, path=path, strict=strict)
+        jobs.validate_job(settings, job_id=job_id, path=path, strict=strict)
     except PageQAError as exc:
         log.warning("job %s: %s", job_id, exc)
     finally:
         path.unlink(missing_ok=True)
 
 
-def _record(settings: Settings, job_id: str, tenant: str) -> dict:
-    with session_scope(settings) as session:
-        return _with_urls(job_record(session, jobs_db.get_job(session, job_id=job_id, tenant=tenant)))
+def _record(settings: Settings, job_id: str, tenant: str) -> JobPublic:
+    return job_record(jobs.job_detail(settings, job_id=job_id, tenant=tenant))
 
 
-def _with_urls(record: dict) -> dict:
-    return {**record, "output_url": f"/v1/jobs/{record['id']}/results", "error_url": f"/v1/jobs/{record['id']}/errors"}
-
-
-@router.get("/jobs", summary="List jobs")
+@router.get("/jobs", summary="List jobs", response_model=JobList)
 def list_jobs(
     settings: SettingsDep, tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=40, description="Last job id of the previous page.")] = None,
     status: JobStatus | None = None,
-) -> dict:
+) -> JobList:
     """The tenant's jobs, newest first, a page at a time (``after`` the last id of the previous page)."""
-    with session_scope(settings) as session:
-        rows, more = jobs_db.list_jobs(session, tenant=tenant, status=status, limit=limit, after=after)
-        data = [_with_urls(job_record(session, job)) for job in rows]
-    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None, "has_more": more}
+    details, more = jobs.list_job_details(settings, tenant=tenant, status=status, limit=limit, after=after)
+    data = [job_record(detail) for detail in details]
+    return JobList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
+                   has_more=more)
 
 
-@router.get("/jobs/{job_id}", summary="Get a job")
-def get_job(job_id: str, settings: SettingsDep, tenant: TenantDep) -> dict:
+@router.get("/jobs/{job_id}", summary="Get a job", response_model=JobPublic)
+def get_job(job_id: str, settings: SettingsDep, tenant: TenantDep) -> JobPublic:
     """The job: status, ``request_counts`` (they sum to ``total``), validation ``errors``, a timestamp per state."""
     return _record(settings, job_id, tenant)
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel a job")
-def cancel_job(job_id: str, settings: SettingsDep, tenant: TenantDep) -> dict:
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a job", response_model=JobPublic,
+             responses={409: {"model": ErrorBody, "description": "The job has already ended."}})
+def cancel_job(job_id: str, settings: SettingsDep, tenant: TenantDep) -> JobPublic:
     """Queued questions are cancelled, answered ones kept, running ones finish; the job is ``cancelling`` until
     then, ``cancelled`` after. 409 when the job has already ended."""
-    with session_scope(settings) as session:
-        lifecycle.cancel_job(session, job_id=job_id, tenant=tenant)
+    jobs.cancel_job(settings, job_id=job_id, tenant=tenant)
     return _record(settings, job_id, tenant)
 
 
-def _download(settings: Settings, job_id: str, tenant: str, format: str, kind: str) -> StreamingResponse:
-    with session_scope(settings) as session:
-        jobs_db.get_job(session, job_id=job_id, tenant=tenant)  # 404 before the stream starts
-    if kind == "results":
-        records = result_records(settings, job_id=job_id, tenant=tenant)
-        chunks = to_jsonl(records) if format == "jsonl" else to_csv(records)
-    else:
-        records = error_records(settings, job_id=job_id, tenant=tenant)
-        chunks = to_jsonl(records) if format == "jsonl" else errors_to_csv(records)
+def _download(
+    settings: Settings, job_id: str, tenant: str, format: Literal["jsonl", "csv"], kind: Literal["results", "errors"],
+) -> StreamingResponse:
+    jobs.require_job(settings, job_id=job_id, tenant=tenant)  # 404 before the stream starts
+    chunks = export(settings, job_id=job_id, kind=kind, format=format, tenant=tenant)
     return StreamingResponse(chunks, media_type=MEDIA[format], headers={
         "Content-Disposition": f'attachment; filename="{job_id}-{kind}.{format}"'})
 
