@@ -19,7 +19,7 @@ import httpx
 
 from pageqa.errors import ConfigError, InputError, NotFoundError, PageQAError, ServiceError, printable
 
-#: Files per document upload request (the server's ``api.corpora.MAX_FILES``).
+#: Files per document upload request (the server's ``api.routes.corpora.MAX_FILES``).
 MAX_FILES_PER_UPLOAD = 100
 
 OnBytes = Callable[[int], None]
