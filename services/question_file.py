@@ -4,7 +4,7 @@
 A file is read as a stream, one line at a time, so a file of a million rows takes no more memory than one of ten:
 rows come out of an iterator, a line longer than :data:`MAX_LINE_CHARS` is skipped without being held, and only
 the first :data:`MAX_KEPT_ERRORS` error messages are kept (every error is counted). Checks that span rows (a
-repeated ``custom_id``, repeated questions) are left to the database, after loading (:func:`db.jobs.create_job`).
+repeated ``custom_id``, repeated questions) are left to the database, after loading (:func:`db.jobs.store_questions`).
 """
 
 from __future__ import annotations
