@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from db import answers as answers_db
 from db import corpus as corpus_db
 from db import jobs as jobs_db
 from db import lifecycle
@@ -191,9 +192,9 @@ class _Solver:
     def _write(self, answers, retrieved, retrieve_ms: float) -> None:
         with session_scope(self.settings) as session:
             for a, r in zip(answers, retrieved, strict=True):
-                self.written += jobs_db.record_answer(session, new=jobs_db.NewAnswer(
+                self.written += answers_db.record_answer(session, new=answers_db.NewAnswer(
                     question_id=a.question_id, answer=a.answer, kind=a.kind, evidence_page_id=a.evidence_page_id,
-                    citations=[jobs_db.NewCitation(c.page_id, c.rank, c.retrieval_score, c.rerank_score, c.lanes)
+                    citations=[answers_db.NewCitation(c.page_id, c.rank, c.retrieval_score, c.rerank_score, c.lanes)
                                for c in a.citations],
                     lane_hits={**r.lanes, "fused": [(f.page_id, f.score) for f in r.fused]},
                     **self.pipe.model_ids, dedup_key=self.keys[a.question_id],

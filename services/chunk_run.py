@@ -7,7 +7,7 @@ import os
 import socket
 import time
 
-from db import jobs as jobs_db
+from db import answers as answers_db
 from models.batching import BatchLog
 from pageqa.settings import Settings
 
@@ -48,7 +48,7 @@ class ChunkRun:
         CUDA, and the first error of the chunk."""
         import torch
 
-        jobs_db.record_chunk_run(
+        answers_db.record_chunk_run(
             session, job_id=self.job_id, worker=worker_id(), device=str(self.device),
             n_questions=self.n, n_reused=self.n_reused, queue_wait_ms=self.queue_wait_ms,
             batch_sizes=self.batches.as_record(),

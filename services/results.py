@@ -12,6 +12,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import lazyload
 
+from db import answers as answers_db
 from db import jobs as jobs_db
 from db.engine import session_scope
 from db.schema import Answer, Citation, Document, Page, Question
@@ -61,7 +62,7 @@ def question_records(
 def _records(session, rows: list[tuple[Question, Answer | None]]) -> Iterator[dict]:
     answers = [a for _, a in rows if a is not None]
     cites = _citations(session, [a.id for a in answers])
-    reused = jobs_db.reuse_sources(session, question_ids=[a.reused_from for a in answers if a.reused_from])
+    reused = answers_db.reuse_sources(session, question_ids=[a.reused_from for a in answers if a.reused_from])
     for q, a in rows:
         record = {"custom_id": q.custom_id, "question": q.question, "status": q.status.value}
         if a is None:

@@ -13,8 +13,8 @@ import hashlib
 import json
 import logging
 
+from db import answers as answers_db
 from db import corpus as corpus_db
-from db import jobs as jobs_db
 from db.engine import session_scope
 from db.jobs import normalize_question
 from db.schema import Job
@@ -65,11 +65,11 @@ def reuse_answers(
         if settings.dedup_window_hours <= 0:
             return keys, set()
         since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=settings.dedup_window_hours)
-        sources = jobs_db.find_reusable(session, keys=list(keys.values()), since=since)
+        sources = answers_db.find_reusable(session, keys=list(keys.values()), since=since)
         reused: set[int] = set()
         for qid, key in keys.items():
             if key in sources and qid not in reused:
-                copied = jobs_db.copy_answer(session, source_question_id=sources[key], question_ids=[qid])
+                copied = answers_db.copy_answer(session, source_question_id=sources[key], question_ids=[qid])
                 reused.update(q for q in copied if q in keys)
     if reused:
         log.info("%s: %d of %d questions answered by reuse", job.id, len(reused), len(questions))

@@ -30,6 +30,7 @@ import psycopg
 import torch
 
 from db import multivector as mv
+from db import visual_search as visual_db
 from db.engine import search_connections, session_scope
 from models.late_interaction import Hits, first_stage_scores, maxsim, top_k
 from models.pooling import PoolingSpec
@@ -118,8 +119,8 @@ def exact_search(
     """The fidelity guard: exact MaxSim of every query against every embedded page of the corpus, streamed from
     PostgreSQL ``batch_pages`` at a time. Same arguments and result as :func:`two_stage_search`."""
     best: list[dict[int, float]] = [{} for _ in queries]
-    for page_ids, doc_ids, vectors in mv.scan_exact(conn, corpus_id=corpus_id, model_id=model_id,
-                                                     batch_pages=batch_pages):
+    for page_ids, doc_ids, vectors in visual_db.scan_exact(conn, corpus_id=corpus_id, model_id=model_id,
+                                                            batch_pages=batch_pages):
         scores = maxsim(queries, vectors, device=device)  # (n_q, batch)
         for i, doc in enumerate(document_ids):
             keep = [j for j, d in enumerate(doc_ids) if doc is None or d == doc]
@@ -160,10 +161,10 @@ def _first_stage(
     """Candidate page ids per query, best first stage score first (at most ``pooled_candidates``)."""
     conn = conns[0]
     docs = sorted({d for d in document_ids if d is not None})
-    by_doc = mv.pages_of_documents(conn, model_id=index.model_id, document_ids=docs) if docs else {}
+    by_doc = visual_db.pages_of_documents(conn, model_id=index.model_id, document_ids=docs) if docs else {}
     # Filters small enough need no index: all their pages are candidates.
-    if mv.count_index_pages(conn, index, up_to=params.pooled_candidates + 1) <= params.pooled_candidates:
-        every = mv.index_page_ids(conn, index)
+    if visual_db.count_index_pages(conn, index, up_to=params.pooled_candidates + 1) <= params.pooled_candidates:
+        every = visual_db.index_page_ids(conn, index)
         return [every if d is None else by_doc[d] for d in document_ids]
     out: list[list[int] | None] = [
         by_doc[d] if d is not None and len(by_doc[d]) <= params.pooled_candidates else None for d in document_ids
@@ -178,8 +179,8 @@ def _first_stage(
     parts = [tokens[i :: len(conns)] for i in range(len(conns))]
     hits = [
         hit for part in _POOL.map(
-            lambda c, toks: mv.first_stage_hits(c, index, tokens=toks, per_token=params.per_token,
-                                                ef_search=params.ef_search) if toks else [],
+            lambda c, toks: visual_db.first_stage_hits(c, index, tokens=toks, per_token=params.per_token,
+                                                       ef_search=params.ef_search) if toks else [],
             conns, parts,
         ) for hit in part
     ]

@@ -105,13 +105,14 @@ def retrieved_page_sets(job_id: str, samples: Sequence[Sample], top: int) -> lis
     (custom_id ``s<index>``), with their stored text (PDF text layer or OCR); ``page_id`` is the 1-based page."""
     from sqlalchemy import select
 
+    from db import answers as answers_db
     from db import jobs as jobs_db
     from db.engine import session_scope
     from db.schema import Document, Page
     from pageqa.settings import get_settings
 
     with session_scope(get_settings()) as session:
-        rankings = jobs_db.lane_rankings(session, job_id=job_id)
+        rankings = answers_db.lane_rankings(session, job_id=job_id)
         corpus_id = jobs_db.get_job(session, job_id=job_id).corpus_id
         rows = session.execute(
             select(Document.source, Page.page_number, Page.text).join(Page, Page.document_id == Document.id)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
-from db import jobs as jobs_db
+from db import answers as answers_db
 from db.engine import session_scope
 from pageqa.errors import InputError
 from pageqa.settings import Settings
@@ -109,7 +109,7 @@ def _page_count(path: Path) -> int:
 
 def _outcomes(settings: Settings, job_id: str, samples: Sequence[Sample]) -> list[Outcome]:
     with session_scope(settings) as session:
-        rankings = jobs_db.lane_rankings(session, job_id=job_id)
+        rankings = answers_db.lane_rankings(session, job_id=job_id)
     records = {r["custom_id"]: r for r in question_records(settings, job_id=job_id)}
     outcomes = []
     for s in samples:

@@ -21,10 +21,11 @@ def _job(settings, *, questions: int, window_s: float = 3600.0, validated: bool 
     with session_scope(settings) as session:
         corpus = corpus_db.get_or_create_corpus(session, name="job-states")
         rows = [jobs_db.NewQuestion(f"c{i}", f"question {i}?", None, i + 1) for i in range(questions)]
+        job = jobs_db.open_job(session, corpus_id=corpus.id, source="s.jsonl", options={},
+                               completion_window_s=window_s)
         if validated:
-            return jobs_db.create_job(session, corpus_id=corpus.id, source="s.jsonl", options={}, questions=rows,
-                                      completion_window_s=window_s).id
-        return jobs_db.open_job(session, corpus_id=corpus.id, source="s.jsonl", options={}).id
+            jobs_db.store_questions(session, job_id=job.id, questions=rows)
+        return job.id
 
 
 def test_the_reconciler_ends_a_job_left_finalizing(settings, services):
@@ -45,7 +46,7 @@ def test_the_reconciler_ends_a_job_left_finalizing(settings, services):
 def test_a_job_past_its_window_expires_and_keeps_its_answers(settings, services):
     job_id = _job(settings, questions=3, window_s=2)
     with session_scope(settings) as session:
-        first = min(jobs_db.question_ids(session, job_id=job_id))
+        first = min(jobs_db.iter_question_ids(session, job_id=job_id))
         session.execute(update(Question).where(Question.id == first).values(status=QuestionStatus.answered))
         assert job_id not in lifecycle.expire_jobs(session), "not due yet"
     time.sleep(2.2)

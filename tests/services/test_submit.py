@@ -147,7 +147,8 @@ def test_a_load_that_fails_midway_stores_nothing(settings, corpus):
 
     with pytest.raises(psycopg.DataError, match="0x00"), session_scope(settings) as session:
         c = corpus_db.get_corpus(session, name=corpus)
-        jobs_db.create_job(session, corpus_id=c.id, source="fails-midway", options={}, questions=rows())
+        job = jobs_db.open_job(session, corpus_id=c.id, source="fails-midway", options={})
+        jobs_db.store_questions(session, job_id=job.id, questions=rows())
     assert _jobs_from(settings, "fails-midway") == 0
     with session_scope(settings) as session:
         assert session.scalar(select(func.count()).select_from(Question).where(Question.custom_id == "m14999")) == 0

@@ -27,19 +27,11 @@ from db import corpus as corpus_db
 from db import embedded
 from db import jobs as jobs_db
 from db.engine import session_scope
-from db.schema import (
-    Answer,
-    ChunkRun,
-    Citation,
-    Job,
-    JobStatus,
-    Page,
-    Question,
-    QuestionStatus,
-)
-from worker.queue import ANSWER_CHUNK
+from db.schema import Answer, ChunkRun, Citation, Job, Page, Question
+from pageqa.domain import JobStatus, QuestionStatus
 from worker import broker
 from worker.process import stop_worker
+from worker.queue import ANSWER_CHUNK
 
 pytestmark = pytest.mark.models
 
@@ -130,10 +122,10 @@ def new_job(settings, corpus: dict, n: int, *, tag: str, document_id: int | None
     """A stored job of ``n`` distinct questions restricted to ``document_id`` (default: the sample report)."""
     doc = document_id or corpus["report"]
     with session_scope(settings) as session:
-        job = jobs_db.create_job(session, corpus_id=corpus["corpus_id"], source=f"{tag}.jsonl", options={},
-                                 questions=[jobs_db.NewQuestion(f"{tag}-{i}", f"How many cracks, {tag} case {i}?",
-                                                                doc, i + 1) for i in range(n)])
-        return job.id, jobs_db.question_ids(session, job_id=job.id, to_enqueue=True)
+        job = jobs_db.open_job(session, corpus_id=corpus["corpus_id"], source=f"{tag}.jsonl", options={})
+        jobs_db.store_questions(session, job_id=job.id, questions=[
+            jobs_db.NewQuestion(f"{tag}-{i}", f"How many cracks, {tag} case {i}?", doc, i + 1) for i in range(n)])
+        return job.id, list(jobs_db.iter_question_ids(session, job_id=job.id, to_enqueue=True))
 
 
 def job_status(settings, job_id: str) -> JobStatus:

@@ -200,10 +200,11 @@ def test_one_task_with_questions_of_two_jobs_answers_each_against_its_own_corpus
         job_ids, ids = [], []
         for name in (CORPUS, "e2e-other"):
             c = corpus_db.get_corpus(session, name=name)
-            job = jobs_db.create_job(session, corpus_id=c.id, source="direct", options={},
-                                     questions=[jobs_db.NewQuestion(f"{name}-1", "which page?", None, 1)])
+            job = jobs_db.open_job(session, corpus_id=c.id, source="direct", options={})
+            jobs_db.store_questions(session, job_id=job.id,
+                                    questions=[jobs_db.NewQuestion(f"{name}-1", "which page?", None, 1)])
             job_ids.append(job.id)
-            ids += jobs_db.question_ids(session, job_id=job.id)
+            ids += jobs_db.iter_question_ids(session, job_id=job.id)
     enqueue_questions(settings, question_ids=ids, chunk_size=2)  # one task, two jobs
     for job_id in job_ids:
         wait_for(lambda j=job_id: "completed" in cli("status", j).stdout, timeout_s=120, what=job_id)
@@ -212,7 +213,7 @@ def test_one_task_with_questions_of_two_jobs_answers_each_against_its_own_corpus
 
 
 def test_lanes_are_a_per_job_option(settings, corpus, tmp_path):
-    from db import jobs as jobs_db
+    from db import answers as answers_db
 
     path = tmp_path / "lexical.csv"
     path.write_text("custom_id,question\nl1,apple harvest tonnes\n", encoding="utf-8")
@@ -222,7 +223,7 @@ def test_lanes_are_a_per_job_option(settings, corpus, tmp_path):
     assert record["citations"] and all(c["lanes"] == ["lexical"] for c in record["citations"])
     assert record["citations"][0]["document"] == "report.pdf" and record["citations"][0]["page"] == 1
     with session_scope(settings) as session:
-        assert set(jobs_db.lane_rankings(session, job_id=job_id)["l1"]) == {"lexical", "fused"}
+        assert set(answers_db.lane_rankings(session, job_id=job_id)["l1"]) == {"lexical", "fused"}
     bad = cli("submit", str(path), "--corpus", CORPUS, "--lanes", "visual,ocr", ok=False)
     assert bad.exit_code == 1 and "--lanes takes" in bad.stderr
 

@@ -30,9 +30,10 @@ def corpus_id(worker, sample_docs, settings) -> int:
 def _job_without_tasks(settings, corpus_id: int, texts: list[str]) -> tuple[str, list[int]]:
     """A job stored as submit stores it, but whose tasks were never sent (as if the broker lost them)."""
     with session_scope(settings) as session:
-        job = jobs_db.create_job(session, corpus_id=corpus_id, source="lost.jsonl", options={}, questions=[
+        job = jobs_db.open_job(session, corpus_id=corpus_id, source="lost.jsonl", options={})
+        jobs_db.store_questions(session, job_id=job.id, questions=[
             jobs_db.NewQuestion(f"q{i}", t, None, i + 1) for i, t in enumerate(texts)])
-        return job.id, jobs_db.question_ids(session, job_id=job.id)
+        return job.id, list(jobs_db.iter_question_ids(session, job_id=job.id))
 
 
 def _rows(settings, job_id: str) -> list[Question]:

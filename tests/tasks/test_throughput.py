@@ -11,8 +11,8 @@ import pytest
 from conftest import run_cli as cli
 from sqlalchemy import select
 
+from db import answers as answers_db
 from db import corpus as corpus_db
-from db import jobs as jobs_db
 from db.engine import session_scope
 from db.schema import Answer, ChunkRun, Question
 from models.images import decode_image
@@ -53,7 +53,9 @@ def _runs(settings, job_id: str) -> tuple[int, int]:
 
 def _answers(settings, job_id: str) -> dict[str, tuple[Question, Answer]]:
     with session_scope(settings) as session:
-        return {q.custom_id: (q, a) for q, a in jobs_db.answered_questions(session, job_id=job_id)}
+        rows = session.execute(select(Question, Answer).outerjoin(Answer, Answer.question_id == Question.id)
+                               .where(Question.job_id == job_id))
+        return {q.custom_id: (q, a) for q, a in rows}
 
 
 def test_a_chunk_batched_across_questions_ranks_and_answers_as_one_at_a_time(settings, corpora, tiny_models):
@@ -150,5 +152,5 @@ def test_a_later_job_reuses_answers_only_for_the_same_tenant_corpus_and_settings
     with session_scope(settings) as session:  # the window bounds the age of a source answer
         now = dt.datetime.now(dt.UTC)
         key = source.dedup_key
-        assert jobs_db.find_reusable(session, keys=[key], since=now - dt.timedelta(hours=1)) == {key: source.id}
-        assert jobs_db.find_reusable(session, keys=[key], since=now + dt.timedelta(seconds=1)) == {}
+        assert answers_db.find_reusable(session, keys=[key], since=now - dt.timedelta(hours=1)) == {key: source.id}
+        assert answers_db.find_reusable(session, keys=[key], since=now + dt.timedelta(seconds=1)) == {}
