@@ -5,14 +5,14 @@ runs. The job and question rows these hang on are :mod:`db.jobs`."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
-from db.schema import Answer, ChunkRun, Citation, LaneHit, Page, Question
+from db.schema import Answer, ChunkRun, Citation, Document, LaneHit, Page, Question
 from pageqa.domain import QuestionStatus
 
 
@@ -185,3 +185,38 @@ def lane_rankings(session: Session, *, job_id: str) -> dict[str, dict[str, list[
     for custom_id, lane, page in session.execute(stmt):
         out.setdefault(custom_id, {}).setdefault(lane, []).append(page)
     return out
+
+
+def question_answers(
+    session: Session, *, job_id: str, statuses: Iterable[QuestionStatus] | None = None, batch: int = 2000,
+) -> Iterator[list[tuple[Question, Answer | None]]]:
+    """The job's questions (optionally only of ``statuses``) in file order, each with its answer or None, in lists
+    of at most ``batch`` rows read ``batch`` at a time (a job of a million questions is never in memory at once).
+    The answers' citations are not loaded (:func:`citation_rows` reads them without the page images)."""
+    stmt = (select(Question, Answer).outerjoin(Answer, Answer.question_id == Question.id)
+            .where(Question.job_id == job_id).order_by(Question.line_number, Question.id)
+            .options(lazyload(Answer.citations)))
+    if statuses is not None:
+        stmt = stmt.where(Question.status.in_(list(statuses)))
+    rows: list[tuple[Question, Answer | None]] = []
+    for row in session.execute(stmt.execution_options(yield_per=batch)):
+        rows.append(tuple(row))
+        if len(rows) == batch:
+            yield rows
+            rows = []
+    yield rows
+
+
+def citation_rows(session: Session, *, answer_ids: Sequence[int]) -> list[Row]:
+    """The citations of these answers in (answer id, rank) order, each with ``answer_id``, ``page_id``, ``rank``,
+    ``lanes``, ``retrieval_score``, ``rerank_score``, the 1-based ``page_number``, ``document_id`` and the
+    document's ``source`` (file name); reads only these columns (a page row also holds its image)."""
+    if not answer_ids:
+        return []
+    stmt = (
+        select(Citation.answer_id, Citation.page_id, Citation.rank, Citation.lanes, Citation.retrieval_score,
+               Citation.rerank_score, Page.page_number, Document.id.label("document_id"), Document.source)
+        .join(Page, Page.id == Citation.page_id).join(Document, Document.id == Page.document_id)
+        .where(Citation.answer_id.in_(answer_ids)).order_by(Citation.answer_id, Citation.rank)
+    )
+    return list(session.execute(stmt))

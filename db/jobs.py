@@ -174,6 +174,12 @@ def get_job(session: Session, *, job_id: str, tenant: str | None = None) -> Job:
     return job
 
 
+def lock_job(session: Session, *, job_id: str) -> Job | None:
+    """The job with this id, its row locked until the transaction ends (a cancel waits for a validation that
+    holds it), or None."""
+    return session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+
+
 def iter_question_ids(
     session: Session, *, job_id: str, status: QuestionStatus | None = None, to_enqueue: bool = False,
     batch: int = 10_000,

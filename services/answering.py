@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from db import answers as answers_db
-from db import corpus as corpus_db
+from db import pages as pages_db
 from db import jobs as jobs_db
 from db import lifecycle
 from db.engine import TRANSIENT, session_scope
@@ -218,10 +218,10 @@ def answer_options(settings: Settings, raw: dict) -> Options:
 def load_images(settings: Settings, page_ids: Sequence[int]) -> dict[int, Image.Image]:
     """Decoded RGB images of the pages with these ids, by page id."""
     with session_scope(settings) as session:
-        return {p.id: decode_image(p.image) for p in corpus_db.load_pages(session, page_ids=page_ids)}
+        return {p.id: decode_image(p.image) for p in pages_db.load_pages(session, page_ids=page_ids)}
 
 
 def load_texts(settings: Settings, page_ids: Sequence[int]) -> dict[int, str]:
     """The stored text (PDF text layer or OCR) of the pages with these ids, by page id."""
     with session_scope(settings) as session:
-        return corpus_db.page_texts(session, page_ids=page_ids)
+        return pages_db.page_texts(session, page_ids=page_ids)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection
 
-from sqlalchemy import func, select
 
 from db import corpus as corpus_db
+
+from db import pages as pages_db
 from db.engine import session_scope
-from db.schema import Corpus, Document
 from pageqa.errors import NotFoundError
 from pageqa.settings import Settings
 from models.loading import model_ids
@@ -35,16 +35,11 @@ def corpus_summaries(settings: Settings, *, tenant: str | None, name: str | None
     ``documents``, ``pages``, ``pages_indexed`` (searchable with the configured model set), ``pages_failed``
     (indexing failed) and ``created_at`` (RFC 3339, UTC)."""
     models = indexed_models(settings)
-    stmt = select(Corpus).order_by(Corpus.tenant, Corpus.name)
-    if tenant is not None:
-        stmt = stmt.where(Corpus.tenant == tenant)
-    if name is not None:
-        stmt = stmt.where(Corpus.name == name)
     out = []
     with session_scope(settings) as session:
-        for corpus in session.scalars(stmt):
-            state = corpus_db.count_indexed(session, corpus_id=corpus.id, **models)
-            documents = session.scalar(select(func.count(Document.id)).where(Document.corpus_id == corpus.id))
+        for corpus in corpus_db.list_corpora(session, tenant=tenant, name=name):
+            state = pages_db.count_indexed(session, corpus_id=corpus.id, **models)
+            documents = corpus_db.count_documents(session, corpus_id=corpus.id)
             out.append({"object": "corpus", "name": corpus.name, "tenant": corpus.tenant, "documents": documents,
                         "pages": state.total, "pages_indexed": state.indexed, "pages_failed": state.failed,
                         "created_at": _iso(corpus.created_at)})
@@ -65,8 +60,7 @@ def corpus_detail(settings: Settings, *, name: str, tenant: str) -> dict:
         corpus_id = corpus_db.get_corpus(session, name=name, tenant=tenant).id
         documents = [{"id": d.id, "name": d.source, "title": d.title, "kind": d.kind, "pages": d.page_count,
                       "size_bytes": d.size_bytes, "created_at": _iso(d.created_at)}
-                     for d in session.scalars(select(Document).where(Document.corpus_id == corpus_id)
-                                              .order_by(Document.id))]
+                     for d in corpus_db.list_documents(session, corpus_id=corpus_id)]
     return {**found[0], "document_list": documents}
 
 
@@ -85,24 +79,24 @@ def queue_unindexed(
     with session_scope(settings) as session:
         corpus_id = corpus_db.get_corpus(session, name=corpus, tenant=tenant).id
         if retry_failed:
-            corpus_db.clear_index_errors(session, corpus_id=corpus_id)
-        todo = corpus_db.pages_to_index(session, corpus_id=corpus_id, **indexed_models(settings))
+            pages_db.clear_index_errors(session, corpus_id=corpus_id)
+        todo = pages_db.pages_to_index(session, corpus_id=corpus_id, **indexed_models(settings))
     already = set(queued)
     if to_send := [page_id for page_id in todo if page_id not in already]:
         enqueue_indexing(settings, page_ids=to_send)
     return corpus_id
 
 
-def index_state(settings: Settings, *, corpus_id: int) -> corpus_db.IndexProgress:
+def index_state(settings: Settings, *, corpus_id: int) -> pages_db.IndexProgress:
     """How far the corpus's indexing is: pages in all, indexed and failed."""
     with session_scope(settings) as session:
-        return corpus_db.count_indexed(session, corpus_id=corpus_id, **indexed_models(settings))
+        return pages_db.count_indexed(session, corpus_id=corpus_id, **indexed_models(settings))
 
 
 def index_errors(settings: Settings, *, corpus_id: int) -> list[str]:
     """One line per page of the corpus whose indexing failed."""
     with session_scope(settings) as session:
-        return corpus_db.index_errors(session, corpus_id=corpus_id)
+        return pages_db.index_errors(session, corpus_id=corpus_id)
 
 
 def delete_documents(

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Callable
 
 from db import corpus as corpus_db
+
+from db import pages as pages_db
 from db import multivector as mv
 from db.engine import TRANSIENT, session_scope
 from db.schema import VISUAL_DIM, Page
@@ -36,9 +38,9 @@ def index_pages(settings: Settings, page_ids: list[int]) -> int:
     """
     pipe = resident.pipeline(settings)
     with session_scope(settings) as session:
-        pages = corpus_db.load_pages(session, page_ids=page_ids)
+        pages = pages_db.load_pages(session, page_ids=page_ids)
         to_embed, to_pool = (
-            corpus_db.pages_needing_tiers(session, page_ids=page_ids, model_id=pipe.retriever.model_id)
+            pages_db.pages_needing_tiers(session, page_ids=page_ids, model_id=pipe.retriever.model_id)
             if pipe.retriever else ([], [])
         )
     failed: dict[int, str] = {}
@@ -53,7 +55,7 @@ def index_pages(settings: Settings, page_ids: list[int]) -> int:
             settings, [p for p in some if p in embed], [p for p in some if p in pool]))
     if failed:
         with session_scope(settings) as session:
-            corpus_db.record_index_errors(session, errors=failed)
+            pages_db.record_index_errors(session, errors=failed)
     log.info("indexed %d pages (%d text, %d embedded, %d pooled from stored vectors, %d failed)",
              len(pages), len(text_todo), len(embed), len(pool), len(failed))
     return len(text_todo)
@@ -89,8 +91,8 @@ def _index_text(settings: Settings, page: Page) -> None:
     vectors = encoder.encode(passages, batch_size=settings.text_batch_size)  # (n_passages, 384) float32
     with session_scope(settings) as session:
         if source == "ocr":
-            corpus_db.set_page_text(session, page_id=page.id, text=text, source=source)
-        corpus_db.store_passages(session, page_id=page.id, model_id=encoder.model_id, texts=passages, vectors=vectors)
+            pages_db.set_page_text(session, page_id=page.id, text=text, source=source)
+        pages_db.store_passages(session, page_id=page.id, model_id=encoder.model_id, texts=passages, vectors=vectors)
 
 
 def _index_visual(settings: Settings, to_embed: list[Page], to_pool: list[Page]) -> None:

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kombu.exceptions import OperationalError as KombuOperationalError
-from sqlalchemy import select
 
 from db import corpus as corpus_db
 from db import jobs as jobs_db
 from db import lifecycle
 from db.engine import session_scope
-from db.schema import Corpus, Job
+from db.schema import Job
 from pageqa.domain import JobStatus, is_final
 from pageqa.errors import InputError, ServiceError
 from pageqa.options import JobOptions, job_options
@@ -89,13 +88,13 @@ def validate_job(
     notes: list[str] = []
     try:
         with session_scope(settings) as session:
-            job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())  # a cancel waits for us
+            job = jobs_db.lock_job(session, job_id=job_id)  # a cancel waits for us
             if job is None or job.status is not JobStatus.validating:
                 raise InputError(f"job {job_id} is {job.status.value if job else 'gone'}, not validating")
             questions = open_question_file(path, document_field=job.options.get("document_field", "document"),
                                            errors=errors)
             notes = questions.notes
-            corpus_name = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
+            corpus_name = corpus_db.corpus_name(session, corpus_id=job.corpus_id)
             docs = {name: doc.id for name, doc in corpus_db.documents_by_name(session, corpus_id=job.corpus_id).items()}
             stored = jobs_db.store_questions(session, job_id=job_id, keep_repeats=max_errors,
                                              questions=_with_documents(questions, docs, corpus_name))
@@ -251,7 +250,7 @@ class JobDetail:
 
 
 def _detail(session, job: Job) -> JobDetail:
-    corpus = session.scalar(select(Corpus.name).where(Corpus.id == job.corpus_id))
+    corpus = corpus_db.corpus_name(session, corpus_id=job.corpus_id)
     counts = job.request_counts or jobs_db.request_counts(jobs_db.status_counts(session, job_id=job.id))
     return JobDetail(job, corpus, counts)
 

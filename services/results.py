@@ -9,13 +9,10 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
-from sqlalchemy import select
-from sqlalchemy.orm import lazyload
-
 from db import answers as answers_db
 from db import jobs as jobs_db
 from db.engine import session_scope
-from db.schema import Answer, Citation, Document, Page, Question
+from db.schema import Answer, Question
 from pageqa.domain import QuestionStatus
 from pageqa.settings import Settings
 
@@ -45,18 +42,8 @@ def question_records(
     """
     with session_scope(settings) as session:
         jobs_db.get_job(session, job_id=job_id, tenant=tenant)
-        stmt = (select(Question, Answer).outerjoin(Answer, Answer.question_id == Question.id)
-                .where(Question.job_id == job_id).order_by(Question.line_number, Question.id)
-                .options(lazyload(Answer.citations)))  # never read: _citations reads them without the page images
-        if statuses is not None:
-            stmt = stmt.where(Question.status.in_(list(statuses)))
-        batch: list[tuple[Question, Answer | None]] = []
-        for row in session.execute(stmt.execution_options(yield_per=BATCH)):
-            batch.append(tuple(row))
-            if len(batch) == BATCH:
-                yield from _records(session, batch)
-                batch = []
-        yield from _records(session, batch)
+        for rows in answers_db.question_answers(session, job_id=job_id, statuses=statuses, batch=BATCH):
+            yield from _records(session, rows)
 
 
 def _records(session, rows: list[tuple[Question, Answer | None]]) -> Iterator[dict]:
@@ -86,19 +73,12 @@ def _records(session, rows: list[tuple[Question, Answer | None]]) -> Iterator[di
 def _citations(session, answer_ids: list[int]) -> dict[int, list[tuple[dict, int]]]:
     """Per answer id, its citations in rank order as (record, page id); reads only the columns it shows (a page
     row also holds its image)."""
-    if not answer_ids:
-        return {}
-    stmt = (
-        select(Citation.answer_id, Citation.page_id, Citation.rank, Citation.lanes, Citation.retrieval_score,
-               Citation.rerank_score, Page.page_number, Document.id, Document.source)
-        .join(Page, Page.id == Citation.page_id).join(Document, Document.id == Page.document_id)
-        .where(Citation.answer_id.in_(answer_ids)).order_by(Citation.answer_id, Citation.rank)
-    )
     out: dict[int, list[tuple[dict, int]]] = {}
-    for answer_id, page_id, rank, lanes, retrieval, rerank, page, doc_id, source in session.execute(stmt):
-        out.setdefault(answer_id, []).append(({
-            "document": source, "document_id": doc_id, "page": page, "rank": rank, "lanes": list(lanes),
-            "retrieval_score": round(retrieval, 4), "rerank_score": round(rerank, 4)}, page_id))
+    for c in answers_db.citation_rows(session, answer_ids=answer_ids):
+        out.setdefault(c.answer_id, []).append(({
+            "document": c.source, "document_id": c.document_id, "page": c.page_number, "rank": c.rank,
+            "lanes": list(c.lanes), "retrieval_score": round(c.retrieval_score, 4),
+            "rerank_score": round(c.rerank_score, 4)}, c.page_id))
     return out
 
 

@@ -35,6 +35,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from db import corpus as corpus_db
+
+from db import pages as pages_db
 from db.engine import session_scope
 from db.schema import ChunkRun, Job
 from pageqa.domain import JobStatus
@@ -112,7 +114,7 @@ def run(settings: Settings, *, n_questions: int, chunk_sizes: list[int], command
         embed_and_wait(settings, corpus=CORPUS, wait=True, alive=alive, queued=report.queued_page_ids)
         index_s = time.perf_counter() - t0
         with session_scope(settings) as session:
-            n_pages = corpus_db.count_pages(session, corpus_id=corpus_db.get_corpus(session, name=CORPUS).id)
+            n_pages = pages_db.count_pages(session, corpus_id=corpus_db.get_corpus(session, name=CORPUS).id)
         index = (n_pages, index_s if report.pages else None)
         pipe = _in_process_pipeline(settings)
         rows = _timed_runs(settings, pipe, questions_for(base, n_questions, tag="t"), chunk_sizes=chunk_sizes,

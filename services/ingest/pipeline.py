@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import corpus as corpus_db
+
+from db import pages as pages_db
 from db.engine import session_scope
 from pageqa.errors import InputError
 from pageqa.settings import Settings
@@ -176,7 +178,7 @@ class _Pipeline:
                 kind="pdf" if item.path.suffix.lower() == ".pdf" else "image", size_bytes=item.size_bytes,
                 pages=pages,
             )
-            page_ids = corpus_db.page_ids_of_document(session, document_id=doc.id)
+            page_ids = pages_db.page_ids_of_document(session, document_id=doc.id)
         self.report.added.append(str(item.path))
         self.report.pages += len(pages)
         log.info("ingested %s: %d pages", item.path, len(pages))

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from db import corpus as corpus_db
+
+from db import pages as pages_db
 from db import text_search
 from db.engine import session_scope
 
@@ -33,9 +35,9 @@ def search_corpus(settings, services):
             pages = [corpus_db.PageRecord(n, b"", "PNG", 1, 1, TEXTS[(source, n)]) for n in (1, 2)]
             doc = corpus_db.add_document(session, corpus_id=corpus_id, sha256=f"{j:064d}", title=source,
                                          source=source, kind="pdf", size_bytes=1, pages=pages)
-            for n, pid in zip((1, 2), corpus_db.page_ids_of_document(session, document_id=doc.id), strict=True):
+            for n, pid in zip((1, 2), pages_db.page_ids_of_document(session, document_id=doc.id), strict=True):
                 ids[(source, n)] = (pid, doc.id)
-                corpus_db.store_passages(session, page_id=pid, model_id="test-model", texts=[TEXTS[(source, n)]],
+                pages_db.store_passages(session, page_id=pid, model_id="test-model", texts=[TEXTS[(source, n)]],
                                          vectors=np.stack([_unit(len(ids))]))
     return corpus_id, ids
 

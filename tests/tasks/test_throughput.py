@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from db import answers as answers_db
 from db import corpus as corpus_db
+from db import pages as pages_db
 from db.engine import session_scope
 from db.schema import Answer, ChunkRun, Question
 from models.images import decode_image
@@ -73,11 +74,11 @@ def test_a_chunk_batched_across_questions_ranks_and_answers_as_one_at_a_time(set
 
     def images(ids):
         with session_scope(settings) as session:
-            return {p.id: decode_image(p.image) for p in corpus_db.load_pages(session, page_ids=ids)}
+            return {p.id: decode_image(p.image) for p in pages_db.load_pages(session, page_ids=ids)}
 
     def texts(ids):
         with session_scope(settings) as session:
-            return corpus_db.page_texts(session, page_ids=ids)
+            return pages_db.page_texts(session, page_ids=ids)
 
     chunk = retrieve(settings, pipe, corpus_id=corpus.id, questions=questions, options=options)
     alone = [retrieve(settings, pipe, corpus_id=corpus.id, questions=[q], options=options)[0] for q in questions]
