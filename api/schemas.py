@@ -4,12 +4,11 @@ on the wire; every field is always present (a state not reached is ``null``), ex
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pageqa.domain import JobStatus
+from pageqa.domain import JobStatus, rfc3339
 from services.jobs import JobDetail
 
 #: An instant as the API writes it: RFC 3339 in UTC with a ``Z`` (``2024-03-01T12:00:00.123456Z``).
@@ -21,10 +20,6 @@ class _Sent(BaseModel):
     marked required in the OpenAPI document."""
 
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 class ErrorDetail(_Sent):
@@ -115,7 +110,7 @@ def job_record(detail: JobDetail) -> JobPublic:
     return JobPublic(
         id=job.id, status=job.status, corpus=detail.corpus, input_file=job.source, options=job.options,
         request_counts=RequestCounts(**detail.request_counts), errors=errors,  # keys in field order, not JSONB's
-        **{name: _iso(getattr(job, name)) for name in _STAMPS},
+        **{name: rfc3339(getattr(job, name)) for name in _STAMPS},
         output_url=f"/v1/jobs/{job.id}/results", error_url=f"/v1/jobs/{job.id}/errors",
     )
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from pageqa.domain import ALL_TENANTS
 from db.schema import ApiKey
+from pageqa.domain import ALL_TENANTS
 from pageqa.errors import InputError, NotFoundError
 
 #: Every key starts so; a leaked one is recognisable (secret scanners look for fixed prefixes).

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pageqa.domain import NOT_ANSWERABLE
 from models.passages import split_sentences
 from models.text_encoder import TextEncoder
+from pageqa.domain import NOT_ANSWERABLE
 
 log = logging.getLogger(__name__)
 

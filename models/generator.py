@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from pageqa.domain import NOT_ANSWERABLE
 from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
 from models.loading import from_pretrained, plain_text, set_pixel_budget
+from pageqa.domain import NOT_ANSWERABLE
 
 log = logging.getLogger(__name__)
 

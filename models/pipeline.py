@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from pageqa.domain import NOT_ANSWERABLE
 from models.batching import BatchBudget, BatchLog
 from models.device import compute_dtype, resolve_device
 from models.fusion import Fused
 from models.images import ImageCache
-from models.loading import fit_to_processor
+from models.loading import fit_to_processor, model_ids
 from models.residency import Residency
 from models.retriever import ColQwen2Retriever
+from pageqa.domain import NOT_ANSWERABLE
 from pageqa.settings import Settings
-from models.loading import model_ids
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
-"""The rules of pageqa's domain, written once: job and question states, lane names, the reserved tenant name and
-what counts as "Not answerable". Every layer imports them from here; none redefines them."""
+"""The rules of pageqa's domain, written once: job and question states, lane names, the reserved tenant name,
+what counts as "Not answerable" and how an instant is written. Every layer imports them from here; none redefines
+them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 from typing import Literal, get_args
@@ -77,3 +79,9 @@ def is_not_answerable(text: str | None) -> bool:
     """Whether an answer (or a gold answer) says the pages do not hold the answer (:data:`NOT_ANSWERABLE_PATTERN`);
     False for None."""
     return text is not None and _NOT_ANSWERABLE.fullmatch(text) is not None
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    """An instant as pageqa's records and the HTTP API write it: RFC 3339 in UTC with a ``Z``
+    (``2024-03-01T12:00:00.123456Z``); None for None."""
+    return None if value is None else value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -6,8 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pageqa.errors import ConfigError
 from pageqa.domain import Lane
+from pageqa.errors import ConfigError
 
 _WINDOW = re.compile(r"^(\d{1,7})(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from PIL import Image
 
 from db import answers as answers_db
-from db import pages as pages_db
 from db import jobs as jobs_db
 from db import lifecycle
+from db import pages as pages_db
 from db.engine import TRANSIENT, session_scope
 from db.schema import Job
 from models.images import decode_image

@@ -3,22 +3,16 @@ queueing the pages not yet indexed, following the indexing, and deleting documen
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Collection
 
-
 from db import corpus as corpus_db
-
 from db import pages as pages_db
 from db.engine import session_scope
+from models.loading import model_ids
+from pageqa.domain import rfc3339
 from pageqa.errors import NotFoundError
 from pageqa.settings import Settings
-from models.loading import model_ids
 from worker.queue import enqueue_indexing
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def indexed_models(settings: Settings) -> dict[str, str | None]:
@@ -42,7 +36,7 @@ def corpus_summaries(settings: Settings, *, tenant: str | None, name: str | None
             documents = corpus_db.count_documents(session, corpus_id=corpus.id)
             out.append({"object": "corpus", "name": corpus.name, "tenant": corpus.tenant, "documents": documents,
                         "pages": state.total, "pages_indexed": state.indexed, "pages_failed": state.failed,
-                        "created_at": _iso(corpus.created_at)})
+                        "created_at": rfc3339(corpus.created_at)})
     return out
 
 
@@ -59,7 +53,7 @@ def corpus_detail(settings: Settings, *, name: str, tenant: str) -> dict:
     with session_scope(settings) as session:
         corpus_id = corpus_db.get_corpus(session, name=name, tenant=tenant).id
         documents = [{"id": d.id, "name": d.source, "title": d.title, "kind": d.kind, "pages": d.page_count,
-                      "size_bytes": d.size_bytes, "created_at": _iso(d.created_at)}
+                      "size_bytes": d.size_bytes, "created_at": rfc3339(d.created_at)}
                      for d in corpus_db.list_documents(session, corpus_id=corpus_id)]
     return {**found[0], "document_list": documents}
 

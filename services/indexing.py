@@ -8,9 +8,8 @@ import logging
 from collections.abc import Callable
 
 from db import corpus as corpus_db
-
-from db import pages as pages_db
 from db import multivector as mv
+from db import pages as pages_db
 from db.engine import TRANSIENT, session_scope
 from db.schema import VISUAL_DIM, Page
 from models.images import decode_image

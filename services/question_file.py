@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TextIO
 
 from pageqa.errors import InputError
-from services.question_text import Lines, LineTooLong, has_text, open_text, sniff_encoding, too_long
+from services.question_text import (
+    Lines,
+    LineTooLong,
+    has_text,
+    open_text,
+    sniff_encoding,
+    too_long,
+)
 
 MAX_QUESTION_CHARS = 4000
 MAX_CUSTOM_ID_CHARS = 512  # a key to join results by, not a payload

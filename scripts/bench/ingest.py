@@ -32,8 +32,14 @@ import typer
 from models.images import WEBP_METHOD, decode_image, encode_image
 from pageqa.errors import InputError, PageQAError
 from pageqa.settings import get_settings
-from services.ingest.render import RenderSpec, page_ranges, rasterise_page, render_pdf_pages, render_pool
 from scripts.bench.markdown import write_section
+from services.ingest.render import (
+    RenderSpec,
+    page_ranges,
+    rasterise_page,
+    render_pdf_pages,
+    render_pool,
+)
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from sqlalchemy import select
 
 from db import corpus as corpus_db
-
 from db import pages as pages_db
 from db.engine import session_scope
 from db.schema import ChunkRun, Job

@@ -125,8 +125,8 @@ def _peak_rss_mb() -> float:
 
 def submit_in_child(home: str, path: str) -> dict:
     """Runs in a fresh process: ``submit_file`` on ``path``; its figures and the process's peak RSS (MB)."""
-    from services.runtime import prepare
     from services.jobs import submit_file
+    from services.runtime import prepare
 
     settings = _settings(Path(home))
     prepare(settings)

@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from pageqa.domain import LANES, split_lanes
 from pageqa.errors import ConfigError, PageQAError
 from pageqa.settings import get_settings
-from pageqa.domain import LANES, split_lanes
 
 if TYPE_CHECKING:
     from scripts.cli.client import ApiClient

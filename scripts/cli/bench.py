@@ -43,8 +43,8 @@ def evaluate(
 ) -> None:
     """Evaluate page retrieval (per lane and fused) and answers on a directory of PDFs with gold questions;
     prints the report and writes it as JSON and Markdown."""
-    from scripts.eval.run import run_eval
     from scripts.eval.report import to_markdown
+    from scripts.eval.run import run_eval
 
     settings = get_settings()
     prepare(settings)

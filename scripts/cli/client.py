@@ -17,7 +17,14 @@ from urllib.parse import quote
 
 import httpx
 
-from pageqa.errors import ConfigError, InputError, NotFoundError, PageQAError, ServiceError, printable
+from pageqa.errors import (
+    ConfigError,
+    InputError,
+    NotFoundError,
+    PageQAError,
+    ServiceError,
+    printable,
+)
 
 #: Files per document upload request (the server's ``api.routes.corpora.MAX_FILES``).
 MAX_FILES_PER_UPLOAD = 100

@@ -16,12 +16,18 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from pageqa.errors import ConfigError, InputError, NotFoundError, PageQAError, ServiceError
+from pageqa.domain import END_STAMPS
+from pageqa.errors import (
+    ConfigError,
+    InputError,
+    NotFoundError,
+    PageQAError,
+    ServiceError,
+)
 from pageqa.options import JobOptions
 from scripts.cli import progress
 from scripts.cli.client import MAX_FILES_PER_UPLOAD, ApiClient, FileFormat, FileKind
 from services.jobs import JobStatusView, Submitted
-from pageqa.domain import END_STAMPS
 
 #: Bytes of documents per upload request; a bigger file goes alone (the server's limit is PAGEQA_MAX_UPLOAD_BYTES).
 UPLOAD_BATCH_BYTES = 64 * 1024 * 1024

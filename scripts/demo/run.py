@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pageqa.settings import Settings
 from models.loading import model_ids
+from pageqa.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,12 @@ def _loadable(model_id: str) -> bool:
 
 def run_demo(settings: Settings, *, n_questions: int, n_countries: int, console: Console) -> None:
     """Run the whole demo; raises PageQAError subclasses on service or input failures."""
-    from services.runtime import prepare
+    from scripts.cli.progress import embed_and_wait, watch_job
     from scripts.demo.data import build_demo_corpus
     from services.ingest.pipeline import ingest_files
     from services.jobs import submit_file
-    from scripts.cli.progress import embed_and_wait, watch_job
     from services.results import question_records
+    from services.runtime import prepare
     from worker.process import running_worker
 
     settings, why = choose_model_set(settings)

@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pageqa.errors import InputError
 from pageqa.domain import is_not_answerable
+from pageqa.errors import InputError
 
 logger = logging.getLogger(__name__)
 

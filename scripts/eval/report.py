@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pageqa.domain import is_not_answerable
 from scripts.eval.metrics import (
     anls,
     contains_answer,
@@ -13,7 +14,6 @@ from scripts.eval.metrics import (
     mean_metrics,
 )
 from scripts.eval.mmlongbench import Sample, source_category
-from pageqa.domain import is_not_answerable
 
 LANE_ORDER = ("visual", "lexical", "dense", "fused")
 

@@ -14,11 +14,11 @@ from db import answers as answers_db
 from db.engine import session_scope
 from pageqa.errors import InputError
 from pageqa.settings import Settings
+from scripts.cli.progress import embed_and_wait, watch_job
+from scripts.eval.mmlongbench import Sample, read_samples
 from scripts.eval.report import Outcome, build_report, to_markdown
 from services.ingest.pipeline import ingest_files
 from services.jobs import submit_file
-from scripts.eval.mmlongbench import Sample, read_samples
-from scripts.cli.progress import embed_and_wait, watch_job
 from services.results import question_records
 
 log = logging.getLogger(__name__)

@@ -23,13 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import corpus as corpus_db
-
 from db import pages as pages_db
 from db.engine import session_scope
 from pageqa.errors import InputError
 from pageqa.settings import Settings
 from services.ingest.inputs import content_problem, pdf_outline
-from services.ingest.render import RenderSpec, page_ranges, read_image, render_pdf_pages, render_pool
+from services.ingest.render import (
+    RenderSpec,
+    page_ranges,
+    read_image,
+    render_pdf_pages,
+    render_pool,
+)
 from worker.queue import enqueue_indexing
 
 log = logging.getLogger(__name__)
