@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
+from models.adapters import load_lora
 from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
 from models.loading import from_pretrained, plain_text, set_pixel_budget
 
@@ -44,6 +45,10 @@ class MonoQwen2VLReranker(Reranker):
         base_id: the base checkpoint (Qwen/Qwen2-VL-2B-Instruct), which also provides the processor.
         adapter_id: the LoRA adapter (lightonai/MonoQwen2-VL-v0.1).
         max_pixels: page image budget in pixels.
+
+    Raises:
+        ModelLoadError: a checkpoint cannot be loaded, or a weight of the adapter matches no module of the base
+            (:func:`models.adapters.load_lora`).
     """
 
     def __init__(self, base_id: str, adapter_id: str, *, device: torch.device, dtype: torch.dtype, max_pixels: int):
@@ -51,7 +56,7 @@ class MonoQwen2VLReranker(Reranker):
 
         self.model_id, self.device, self.max_pixels = adapter_id, device, max_pixels
         self.model = from_pretrained(Qwen2VLForConditionalGeneration, base_id, dtype=dtype, device_map=str(device))
-        self.model.load_adapter(adapter_id)
+        load_lora(self.model, adapter_id)  # transformers-4 key names remapped; raises if any LoRA weight is unmatched
         self.model.eval()
         self.processor = from_pretrained(AutoProcessor, base_id)
         self.processor.tokenizer.padding_side = "left"

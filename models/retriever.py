@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.adapters import adapter_base, load_lora
 from models.batching import BatchLog
 from models.loading import from_pretrained, plain_text, set_pixel_budget
 
@@ -28,16 +29,28 @@ class ColQwen2Retriever:
     """ColQwen2 model and processor, resident on one device.
 
     Args:
-        model_id: hub id or local directory of a ColQwen2 checkpoint (default vidore/colqwen2-v1.0).
+        model_id: hub id or local directory of a ColQwen2 checkpoint (default vidore/colqwen2-v1.0), either a full
+            model or a LoRA adapter with the processor beside it, as vidore/colqwen2-v1.0 is (its adapter_config.json
+            names the base, vidore/colqwen2-base).
         device: where the model runs; ``dtype`` is its parameter dtype (bf16 on CUDA, fp32 on CPU).
         max_pixels: page image budget in pixels (≈ 28 × 28 per visual token).
+
+    Raises:
+        ModelLoadError: a checkpoint cannot be loaded, or a weight of the adapter matches no module of the base
+            (:func:`models.adapters.load_lora`).
     """
 
     def __init__(self, model_id: str, *, device: torch.device, dtype: torch.dtype, max_pixels: int):
         from colpali_engine.models import ColQwen2, ColQwen2Processor
 
         self.model_id, self.device, self.max_pixels = model_id, device, max_pixels
-        self.model = from_pretrained(ColQwen2, model_id, dtype=dtype, device_map=str(device)).eval()
+        # An adapter is loaded onto its base here rather than by from_pretrained's implicit PEFT path, so that every
+        # LoRA weight is checked to have landed (colpali-engine issue #424: unapplied LoRA, reversed scores).
+        base_id = adapter_base(model_id)
+        self.model = from_pretrained(ColQwen2, base_id or model_id, dtype=dtype, device_map=str(device))
+        if base_id is not None:
+            load_lora(self.model, model_id)
+        self.model.eval()
         self.processor = from_pretrained(ColQwen2Processor, model_id)
         set_pixel_budget(self.processor, max_pixels=max_pixels)
 

@@ -8,8 +8,12 @@ One call to :func:`make_tiny` writes, under one root directory, about 4 MB in we
 * ``colqwen2/``: a colpali-engine ``ColQwen2`` (128-dim multi-vector embeddings) with its ``ColQwen2Processor``; it
   stands in for ``vidore/colqwen2-v1.0``.
 * ``monoqwen2_vl/``: a peft LoRA adapter on ``qwen2_vl/``; it stands in for ``lightonai/MonoQwen2-VL-v0.1``.
+* ``colqwen2_lora/``: a peft LoRA adapter on ``colqwen2/`` with the processor beside it, as
+  ``vidore/colqwen2-v1.0`` is an adapter on ``vidore/colqwen2-base``.
+* ``monoqwen2_vl_legacy/``, ``colqwen2_lora_legacy/``: the same two adapters under the transformers 4.x key names
+  the real ones were saved with (:mod:`models.tiny_adapters`).
 
-All three share one byte-level BPE tokenizer (:mod:`models.tiny_tokenizer`) trained on a built-in English text,
+All of them share one byte-level BPE tokenizer (:mod:`models.tiny_tokenizer`) trained on a built-in English text,
 carrying Qwen2-VL's special tokens (in Qwen2-VL's order, after the ordinary vocabulary) and its chat template. The
 weights are random: outputs are meaningless but shapes, token ids, padding and loading code paths are those of the
 real models.
@@ -29,15 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.tiny_adapters import COLQWEN2_LEGACY, COLQWEN2_TARGETS, QWEN2_VL_LEGACY, save_legacy_copy
 from models.tiny_tokenizer import CHAT_TEMPLATE, build_tokenizer
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the layout or the architecture of the tiny set changes; an older set is rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the ColQwen2 LoRA and the two legacy-layout adapters
 #: Written last into a complete set; holds the seed and the format version.
 MARKER = "tiny.json"
-SUBDIRS = ("qwen2_vl", "colqwen2", "monoqwen2_vl")
+SUBDIRS = ("qwen2_vl", "colqwen2", "monoqwen2_vl", "colqwen2_lora", "monoqwen2_vl_legacy", "colqwen2_lora_legacy")
 
 #: Default pixel budget (pixels, width x height) of the tiny image processors: 4 to 128 visual tokens per image.
 MIN_PIXELS = 56 * 56
@@ -54,12 +59,19 @@ class TinyModelSet:
         qwen2_vl: Qwen2-VL model, processor and generation config (``from_pretrained``-loadable).
         colqwen2: ColQwen2 model and ``ColQwen2Processor``.
         monoqwen2_vl: peft LoRA adapter whose ``base_model_name_or_path`` is ``str(qwen2_vl)``.
+        colqwen2_lora: peft LoRA adapter on ``colqwen2`` (``base_model_name_or_path``), with a ``ColQwen2Processor``.
+        monoqwen2_vl_legacy: ``monoqwen2_vl``'s tensors under transformers 4.x names
+            (``base_model.model.model.layers``).
+        colqwen2_lora_legacy: ``colqwen2_lora``'s tensors under transformers 4.x names (same prefix).
     """
 
     root: Path
     qwen2_vl: Path
     colqwen2: Path
     monoqwen2_vl: Path
+    colqwen2_lora: Path
+    monoqwen2_vl_legacy: Path
+    colqwen2_lora_legacy: Path
 
     @classmethod
     def at(cls, root: Path) -> TinyModelSet:
@@ -76,7 +88,7 @@ def tiny_model_set(root: Path) -> TinyModelSet:
             built, or its build did not finish); the message names the missing path.
     """
     tiny = TinyModelSet.at(root)
-    for path in (tiny.root / MARKER, tiny.qwen2_vl, tiny.colqwen2, tiny.monoqwen2_vl):
+    for path in (tiny.root / MARKER, *(tiny.root / name for name in SUBDIRS)):
         if not path.exists():
             raise FileNotFoundError(f"{path}: tiny model set not built; run `pageqa models make-tiny`")
     return tiny
@@ -148,7 +160,7 @@ def _move_into_place(tmp: Path, root: Path) -> None:
 
 
 def _build(out: Path, *, final: TinyModelSet, seed: int) -> None:
-    """Write the three checkpoints and the marker into ``out``; LoRA's base path points into ``final``."""
+    """Write the checkpoints and the marker into ``out``; the adapters' base paths point into ``final``."""
     import torch
     import transformers
     from colpali_engine.models import ColQwen2, ColQwen2Processor
@@ -192,6 +204,14 @@ def _build(out: Path, *, final: TinyModelSet, seed: int) -> None:
     torch.manual_seed(seed + 2)
     _save_lora(model, out / "monoqwen2_vl", base=final.qwen2_vl)
 
+    # Seeds of the earlier parts unchanged, so their files stay byte-identical to format version 1's.
+    torch.manual_seed(seed + 3)
+    _save_lora(colqwen2, out / "colqwen2_lora", base=final.colqwen2, targets=COLQWEN2_TARGETS,
+               task_type="FEATURE_EXTRACTION")
+    ColQwen2Processor(**parts()).save_pretrained(out / "colqwen2_lora")
+    save_legacy_copy(out / "monoqwen2_vl", out / "monoqwen2_vl_legacy", QWEN2_VL_LEGACY)
+    save_legacy_copy(out / "colqwen2_lora", out / "colqwen2_lora_legacy", COLQWEN2_LEGACY)
+
     info = {"format_version": FORMAT_VERSION, "seed": seed, "transformers": transformers.__version__}
     info |= {"vocab_size": len(tokenizer), "stands_in_for": _STANDS_IN_FOR}
     (out / MARKER).write_text(json.dumps(info, indent=2) + "\n")
@@ -201,18 +221,21 @@ _STANDS_IN_FOR = {
     "qwen2_vl": ["Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-2B-Instruct"],
     "colqwen2": ["vidore/colqwen2-v1.0"],
     "monoqwen2_vl": ["lightonai/MonoQwen2-VL-v0.1"],
+    "colqwen2_lora": ["vidore/colqwen2-v1.0"],
 }
 
 
-def _save_lora(model: Any, out: Path, *, base: Path) -> None:
-    """Wrap ``model`` (modified in place) in a LoRA adapter with random non-zero B and save the adapter only."""
+def _save_lora(
+    model: Any, out: Path, *, base: Path, targets: Any = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    task_type: str = "CAUSAL_LM",
+) -> None:
+    """Wrap ``model`` (modified in place) in a LoRA adapter on ``targets`` (module names or one regex) with random
+    non-zero B and save the adapter only."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(
-        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-        task_type="CAUSAL_LM",
-    )  # fmt: skip
+    targets = targets if isinstance(targets, str) else list(targets)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, task_type=task_type)
     with warnings.catch_warnings():  # peft 0.20 calls transformers 5's deprecated `is_gradient_checkpointing`
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         peft_model = get_peft_model(model, lora)

@@ -20,7 +20,11 @@ from models.tiny_tokenizer import SPECIAL_TOKENS  # noqa: E402
 
 pytestmark = pytest.mark.models
 
-WEIGHT_FILES = ("qwen2_vl/model.safetensors", "colqwen2/model.safetensors", "monoqwen2_vl/adapter_model.safetensors")
+WEIGHT_FILES = (
+    "qwen2_vl/model.safetensors", "colqwen2/model.safetensors", "monoqwen2_vl/adapter_model.safetensors",
+    "colqwen2_lora/adapter_model.safetensors", "monoqwen2_vl_legacy/adapter_model.safetensors",
+    "colqwen2_lora_legacy/adapter_model.safetensors",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
