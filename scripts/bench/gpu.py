@@ -101,8 +101,10 @@ def oom_run(stages: gpu_run.Stages, work: gpu_run.Work, settings: Settings, devi
         batch_log = BatchLog()
         entry: dict = {"cap_gib": limit / GIB, "weights_gib": base / GIB}
         try:
-            result, entry["seconds"], entry["peak_gib"] = gpu_run.timed(device, lambda b=batch_log: call(b))
-            entry |= compare(measured, {stage: {"scores" if stage == "rerank" else "answers": result}})
+            with gpu_run.counting_tokens(stages.generator) as generated:
+                result, entry["seconds"], entry["peak_gib"] = gpu_run.timed(device, lambda b=batch_log: call(b))
+            output = {"scores": result} if stage == "rerank" else {"answers": generated.rows}
+            entry |= compare(measured, {stage: output})
         except torch.OutOfMemoryError as exc:
             entry["error"] = str(exc).splitlines()[0]
         finally:
@@ -115,7 +117,7 @@ def oom_run(stages: gpu_run.Stages, work: gpu_run.Work, settings: Settings, devi
 
 def compare(reference: dict, other: dict, *, group: int = 4) -> dict:
     """``other``'s rerank scores and answers against ``reference``'s: the largest score difference, whether each
-    question's ranking of its ``group`` pages is the same, and how many greedy answers are identical."""
+    question's ranking of its ``group`` pages is the same, and how many greedy answers (token ids) are identical."""
     out: dict = {}
     if "scores" in other.get("rerank", {}) and "scores" in reference.get("rerank", {}):
         a, b = reference["rerank"]["scores"], other["rerank"]["scores"]

@@ -83,7 +83,8 @@ def _equality(c: dict) -> str:
     parts = []
     if "max_score_diff" in c:
         parts.append(f"rerank ranks {'equal' if c['ranks_equal'] else 'DIFFERENT'}, largest score difference "
-                     f"{c['max_score_diff']:.1e} (tolerance {c['score_tol']:.0e})")
+                     f"{c['max_score_diff']:.1e} ({'within' if c['scores_within_tol'] else 'OUTSIDE'} the tolerance "
+                     f"{c['score_tol']:.0e})")
     if "answers" in c:
-        parts.append(f"{c['answers_equal']}/{c['answers']} greedy answers identical")
+        parts.append(f"{c['answers_equal']}/{c['answers']} greedy answers identical (token ids)")
     return "; ".join(parts)

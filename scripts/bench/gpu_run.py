@@ -148,7 +148,7 @@ def measure(stages: Stages, work: Work, settings: Settings, device: torch.device
     Returns:
         Per stage (``embed``, ``query``, ``rerank``, ``generate``): ``seconds``, ``items``, the stage's rate,
         ``peak_gib`` (None on the CPU), ``move_s`` (the ``low_memory`` move before the stage, 0 when none),
-        ``batch_sizes``, and the outputs ``scores`` / ``answers`` for the equality checks; or ``error`` when a
+        ``batch_sizes``, and the outputs ``scores`` / ``answers`` (generated token ids) for the equality checks; or ``error`` when a
         micro-batch of one item ran out of CUDA memory.
     """
     s, out = settings, {}
@@ -177,7 +177,7 @@ def measure(stages: Stages, work: Work, settings: Settings, device: torch.device
                 _sync(device)
                 move_s = time.perf_counter() - t0
                 fn(inputs()[: warm[name]], None)
-                generated[0] = 0
+                generated.rows.clear()
                 result, seconds, peak = timed(device, lambda fn=fn, inputs=inputs, b=batch_log: fn(inputs(), b))
         except torch.OutOfMemoryError as exc:  # embed_pages has no halving; one item over the cap ends any stage
             out[name] = {"items": n, "error": str(exc).splitlines()[0], "batch_sizes": batch_log.sizes}
@@ -189,33 +189,46 @@ def measure(stages: Stages, work: Work, settings: Settings, device: torch.device
         if name == "rerank":
             entry["scores"] = result
         if name == "generate":
-            entry["answers"] = result
-            entry["new_tokens"] = generated[0]
-            entry["tokens_per_s"] = generated[0] / seconds
+            entry["answers"] = generated.rows
+            entry["new_tokens"] = generated.tokens
+            entry["tokens_per_s"] = generated.tokens / seconds
         out[name] = entry
     if "seconds" in out["query"]:
         out["query"]["ms_per_query"] = 1e3 * out["query"]["seconds"] / out["query"]["items"]
     return out
 
 
+@dataclass
+class Generated:
+    """What ``generate`` produced while counted: one row of new token ids per question (up to and including its
+    end-of-sequence token, without the padding after it), in call order."""
+
+    rows: list[list[int]] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        """New tokens over all rows."""
+        return sum(map(len, self.rows))
+
+
 @contextmanager
-def counting_tokens(generator: Any) -> Iterator[list[int]]:
-    """Count the tokens ``generator.model.generate`` produces meanwhile (per row up to its end-of-sequence token,
-    which is counted; the padding after it is not), in a one-element list. The answers cannot be re-tokenised
-    instead: random real-size weights emit ids past the tiny tokenizer's vocabulary, which decode to nothing."""
-    model, counted = generator.model, [0]
+def counting_tokens(generator: Any) -> Iterator[Generated]:
+    """Record the token ids ``generator.model.generate`` produces meanwhile. Greedy answers are compared, and
+    tokens counted, on these ids rather than on the decoded text: random real-size weights emit ids past the tiny
+    tokenizer's vocabulary, which decode to empty strings that would all look equal."""
+    model, seen = generator.model, Generated()
     real = model.generate
     pad = model.generation_config.pad_token_id
 
     def generate(*args: Any, **kwargs: Any) -> torch.Tensor:
         out = real(*args, **kwargs)
-        prompt = kwargs["input_ids"].shape[1]
-        counted[0] += int((out[:, prompt:] != pad).sum())  # (batch, ≤ max_new_tokens)
+        new = out[:, kwargs["input_ids"].shape[1] :].cpu()  # (batch, ≤ max_new_tokens)
+        seen.rows.extend([int(t) for t in row if t != pad] for row in new)
         return out
 
     model.generate = generate
     try:
-        yield counted
+        yield seen
     finally:
         del model.generate  # the instance attribute goes; the class's method shows again
 

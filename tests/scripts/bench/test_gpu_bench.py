@@ -66,4 +66,5 @@ def test_the_markdown_table_is_printed_and_written(bench):
                 "| generate (questions answered) | 4 |", "| Qwen2-VL (generator) |"):
         assert row in md, row
     assert md.count("| stage | items |") == 2
+    assert "4/4 greedy answers identical (token ids)" in md, "low_memory compared with the resident run"
     assert "pages/s" in result.stdout and "tokens/s" in result.stdout
