@@ -139,3 +139,37 @@ def bench_pipeline(
     body = run(get_settings(), n_questions=questions, chunk_sizes=sizes,
                command=shlex.join(["uv", "run", "pageqa", *sys.argv[1:]]))
     console.print(body, markup=False, highlight=False)
+
+
+@command(bench_app, "gpu")
+def bench_gpu(
+    size: Annotated[str, typer.Option(help="real: random weights of the published 2B/7B architectures; tiny: the "
+                                           "tiny set.")] = "real",
+    device: Annotated[str, typer.Option(help="cuda, cuda:N or cpu.")] = "cuda",
+    memory_gib: Annotated[float | None, typer.Option(
+        min=1.0, help="Cap this process's CUDA memory (an L4 leaves 22.5 GiB usable); ignored on the CPU.")] = 22.5,
+    pages: Annotated[int, typer.Option(min=2, help="Synthetic pages, A4 and slide alternately.")] = 16,
+    questions: Annotated[int, typer.Option(min=1, help="Questions: 4 rerank pairs and one generation each.")] = 16,
+    workdir: Annotated[Path | None, typer.Option(help="Checkpoint folder; default PAGEQA_HOME/bench/gpu-models.")]
+    = None,
+    output: Annotated[Path | None, typer.Option(help="Report folder (gpu.json, gpu.md); default "
+                                                     "PAGEQA_HOME/bench/gpu.")] = None,
+) -> None:
+    """The three models saved, loaded back through the production code (NF4 generator on CUDA, LoRA reranker) and
+    driven through the production stages on synthetic A4 and slide pages: load seconds, memory, throughput, with
+    all three resident and with low_memory, then a real out-of-memory run (CUDA only; docs/gpu.md)."""
+    import shlex
+
+    from models.device import resolve_device
+    from scripts.bench.gpu import run
+
+    if size not in ("real", "tiny"):
+        raise ConfigError(f"--size {size!r}: expected real or tiny")
+    settings = get_settings()
+    home = settings.home_dir / "bench"
+    report = run(settings, size=size, device=resolve_device(device), memory_gib=memory_gib,
+                 workdir=workdir or home / "gpu-models", output=output or home / "gpu", n_pages=pages,
+                 n_questions=questions, command=shlex.join(["pageqa", *sys.argv[1:]]))
+    from scripts.bench.gpu_report import markdown
+
+    console.print(markdown(report), markup=False, highlight=False)
