@@ -9,20 +9,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pageqa.domain import JobStatus, rfc3339
-from services.jobs import JobDetail
+from services.job_views import JobDetail
 
 #: An instant as the API writes it: RFC 3339 in UTC with a ``Z`` (``2024-03-01T12:00:00.123456Z``).
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
-class _Sent(BaseModel):
+class Sent(BaseModel):
     """Base of the response models whose every field is always sent: one with a default (``object``) is still
     marked required in the OpenAPI document."""
 
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
-class ErrorDetail(_Sent):
+class ErrorDetail(Sent):
     """What went wrong: a stable ``code`` (e.g. ``not_found``, ``conflict``, ``invalid_input``) and a one-line
     ``message`` for people."""
 
@@ -30,7 +30,7 @@ class ErrorDetail(_Sent):
     message: str
 
 
-class ErrorBody(_Sent):
+class ErrorBody(Sent):
     """The body of every error response of the API's own (4xx and 503)."""
 
     error: ErrorDetail
@@ -41,7 +41,7 @@ def error_body(code: str, message: str) -> dict:
     return ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump()
 
 
-class RequestCounts(_Sent):
+class RequestCounts(Sent):
     """A job's questions by state; they sum to ``total``. Frozen once the job ended, else counted at the request."""
 
     total: int
@@ -53,7 +53,7 @@ class RequestCounts(_Sent):
     running: int
 
 
-class JobError(_Sent):
+class JobError(Sent):
     """One validation error of a question file: 1-based ``line`` (null for the whole file), ``code``, ``message``."""
 
     line: int | None
@@ -61,7 +61,7 @@ class JobError(_Sent):
     message: str
 
 
-class JobErrors(_Sent):
+class JobErrors(Sent):
     """The first validation errors of a job's file (``data``) and how many there were in all (``total``)."""
 
     object: Literal["list"] = "list"
@@ -69,7 +69,7 @@ class JobErrors(_Sent):
     total: int
 
 
-class JobPublic(_Sent):
+class JobPublic(Sent):
     """A job as the API shows it (OpenAI Batch style): the file name given (``input_file``), its ``options``,
     ``request_counts``, validation ``errors`` (null when none), a timestamp per state reached (null until then),
     ``expires_at`` (end of its completion window) and where its output and error files are."""
@@ -101,7 +101,7 @@ _STAMPS = ("created_at", *(f"{s.value}_at" for s in JobStatus if s is not JobSta
 
 
 def job_record(detail: JobDetail) -> JobPublic:
-    """The :class:`JobPublic` of a job read by :func:`services.jobs.job_detail` (timestamps RFC 3339 in UTC)."""
+    """The :class:`JobPublic` of a job read by :func:`services.job_views.job_detail` (timestamps RFC 3339 in UTC)."""
     job = detail.job
     errors = None
     if job.n_errors:
@@ -115,7 +115,7 @@ def job_record(detail: JobDetail) -> JobPublic:
     )
 
 
-class JobList(_Sent):
+class JobList(Sent):
     """A page of jobs, newest first; ``after=last_id`` asks for the next page while ``has_more``."""
 
     object: Literal["list"] = "list"
@@ -125,7 +125,7 @@ class JobList(_Sent):
     has_more: bool
 
 
-class Upload(_Sent):
+class Upload(Sent):
     """What an upload did: file names ``added`` and ``duplicates`` (already in the corpus), one-line ``errors``
     naming the refused files, pages added and pages queued for indexing."""
 
@@ -137,7 +137,7 @@ class Upload(_Sent):
     pages_queued: int
 
 
-class CorpusPublic(_Sent):
+class CorpusPublic(Sent):
     """A corpus of the caller's tenant (the tenant is not shown: the API key names it) with its document count
     and its pages: in all, indexed (searchable with the configured models) and failed to index."""
 
@@ -150,7 +150,7 @@ class CorpusPublic(_Sent):
     created_at: Timestamp
 
 
-class DocumentPublic(_Sent):
+class DocumentPublic(Sent):
     """A document of a corpus: its file name as uploaded, title, ``kind`` (``pdf`` or ``image``), pages, size in
     bytes."""
 
@@ -169,14 +169,14 @@ class CorpusDetail(CorpusPublic):
     document_list: list[DocumentPublic]
 
 
-class CorpusList(_Sent):
+class CorpusList(Sent):
     """The caller's corpora, by name."""
 
     object: Literal["list"] = "list"
     data: list[CorpusPublic]
 
 
-class ReportPublic(_Sent):
+class ReportPublic(Sent):
     """A stored nightly report: its day (``YYYY-MM-DD``), when it was built and where to read it."""
 
     object: Literal["report"] = "report"
@@ -185,7 +185,7 @@ class ReportPublic(_Sent):
     url: str
 
 
-class ReportList(_Sent):
+class ReportList(Sent):
     """The days with a report for the caller's tenant, newest first."""
 
     object: Literal["list"] = "list"
@@ -203,7 +203,7 @@ class Check(BaseModel):
     error: str | None = None
 
 
-class Health(_Sent):
+class Health(Sent):
     """``ok`` when the database and the broker answer, else ``unavailable``; each dependency's :class:`Check`."""
 
     status: Literal["ok", "unavailable"]

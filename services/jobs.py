@@ -1,5 +1,5 @@
-"""Job operations behind the CLI and the HTTP API: open a job, validate and store its question file, read its
-status, cancel it, list jobs."""
+"""Job operations behind the CLI and the HTTP API: open a job, validate and store its question file, cancel it.
+Reading jobs is :mod:`services.job_views`."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kombu.exceptions import OperationalError as KombuOperationalError
+from sqlalchemy.orm import Session
 
 from db import corpus as corpus_db
 from db import jobs as jobs_db
 from db import lifecycle
 from db.engine import session_scope
-from db.schema import Job
-from pageqa.domain import JobStatus, is_final
+from pageqa.domain import JobStatus
 from pageqa.errors import InputError, ServiceError
-from pageqa.options import JobOptions, job_options
+from pageqa.options import MAX_NEW_TOKENS, JobOptions, job_options
 from pageqa.settings import Settings
+from services.job_views import JobStatusView
 from services.question_file import (
     MAX_KEPT_ERRORS,
     ErrorLog,
@@ -58,15 +59,25 @@ def open_job(settings: Settings, *, corpus: str, source: str, options: JobOption
         NotFoundError: the tenant has no such corpus.
     """
     with session_scope(settings) as session:
-        corpus_row = corpus_db.get_corpus(session, name=corpus, tenant=tenant)
-        job = jobs_db.open_job(session, corpus_id=corpus_row.id, source=corpus_db.clean_name(source) or "questions",
-                               options=options.stored(), tenant=tenant,
-                               completion_window_s=options.completion_window_s)
-        return job.id
+        return open_job_in(session, corpus=corpus, source=source, options=options, tenant=tenant)
+
+
+def open_job_in(session: Session, *, corpus: str, source: str, options: JobOptions, tenant: str) -> str:
+    """:func:`open_job` in the caller's transaction (a batch creates its job and its own row in one); returns the
+    job id.
+
+    Raises:
+        NotFoundError: the tenant has no such corpus.
+    """
+    corpus_row = corpus_db.get_corpus(session, name=corpus, tenant=tenant)
+    job = jobs_db.open_job(session, corpus_id=corpus_row.id, source=corpus_db.clean_name(source) or "questions",
+                           options=options.stored(), tenant=tenant, completion_window_s=options.completion_window_s)
+    return job.id
 
 
 def validate_job(
     settings: Settings, *, job_id: str, path: Path, strict: bool = False, max_errors: int = MAX_KEPT_ERRORS,
+    kind: str | None = None,
 ) -> Submitted:
     """Read, check and store the question file of a ``validating`` job in one transaction (the job is then
     ``in_progress``), then enqueue its questions in chunks at the job's priority.
@@ -76,7 +87,9 @@ def validate_job(
     an unknown ``document`` and a ``custom_id`` already used on an earlier line) are left out and reported, unless
     ``strict``; only the first ``max_errors`` messages are kept. Repeated questions (same normalised text and
     document) are stored but not enqueued: they get the first one's answer. When the file is refused, the job
-    ends ``failed`` with its errors (``{"line", "code", "message"}``) and no question.
+    ends ``failed`` with its errors (``{"line", "code", "message"}``) and no question. ``kind`` ``"openai"``
+    reads an OpenAI batch input file (:func:`~services.question_file.open_question_file`); the largest
+    ``max_tokens`` of its lines becomes the job's ``max_new_tokens`` unless the job sets one.
 
     Raises:
         InputError: the file is unreadable or empty, has no valid row, or (``strict``) has any invalid row; or the
@@ -92,7 +105,7 @@ def validate_job(
             if job is None or job.status is not JobStatus.validating:
                 raise InputError(f"job {job_id} is {job.status.value if job else 'gone'}, not validating")
             questions = open_question_file(path, document_field=job.options.get("document_field", "document"),
-                                           errors=errors)
+                                           errors=errors, kind=kind)
             notes = questions.notes
             corpus_name = corpus_db.corpus_name(session, corpus_id=job.corpus_id)
             docs = {name: doc.id for name, doc in corpus_db.documents_by_name(session, corpus_id=job.corpus_id).items()}
@@ -107,24 +120,41 @@ def validate_job(
                 first = f"; first error: {errors.kept[0]}" if errors.kept else ""
                 raise InputError(f"no valid question{first}", source=str(path))
             job.errors, job.n_errors = _error_records(errors.kept), errors.count
+            if questions.max_tokens and "max_new_tokens" not in job.options:
+                job.options = {**job.options, "max_new_tokens": min(questions.max_tokens, MAX_NEW_TOKENS)}
             options = dict(job.options)
     except InputError as exc:
         _refuse(settings, job_id=job_id, error=exc, errors=errors)
         raise
     stored_at = time.perf_counter()
+    tasks = _enqueue(settings, job_id=job_id, options=options, total=stored.total)
+    return Submitted(job_id, stored.total, stored.duplicates, [str(e) for e in errors.kept], notes,
+                     errors.count, tasks, stored_at - start, time.perf_counter() - stored_at)
+
+
+def _enqueue(settings: Settings, *, job_id: str, options: dict, total: int) -> int:
+    """Send the stored job's questions in chunks at its priority, after the commit (a worker finds every row it
+    is sent); returns the tasks sent.
+
+    Raises:
+        ServiceError: the broker cannot be reached (the message names the job and its ``total`` questions).
+    """
     chunk = int(options.get("chunk_size") or settings.chunk_size)
     try:
-        with session_scope(settings) as session:  # after the commit above: a worker finds every row it is sent
+        with session_scope(settings) as session:
             ids = jobs_db.iter_question_ids(session, job_id=job_id, to_enqueue=True)
-            tasks = enqueue_questions(settings, question_ids=ids, chunk_size=chunk, priority=options.get("priority"))
+            return enqueue_questions(settings, question_ids=ids, chunk_size=chunk, priority=options.get("priority"))
     except KombuOperationalError as exc:  # the job is stored: PostgreSQL, not the broker, is the source of truth
         raise ServiceError(
-            f"job {job_id} is stored ({stored.total} questions) but the broker cannot be reached "
+            f"job {job_id} is stored ({total} questions) but the broker cannot be reached "
             f"({' '.join(str(exc).split())}); the reconciler sends its questions once the broker and a worker are "
             f"back (within PAGEQA_REQUEUE_AFTER_SECONDS, {settings.requeue_after_seconds} s)"
         ) from None
-    return Submitted(job_id, stored.total, stored.duplicates, [str(e) for e in errors.kept], notes,
-                     errors.count, tasks, stored_at - start, time.perf_counter() - stored_at)
+
+
+def refuse_job(settings: Settings, *, job_id: str, error: InputError) -> None:
+    """End a ``validating`` job ``failed`` with ``error`` (its file could not be read at all)."""
+    _refuse(settings, job_id=job_id, error=error, errors=ErrorLog())
 
 
 def _refuse(settings: Settings, *, job_id: str, error: InputError, errors: ErrorLog) -> None:
@@ -171,39 +201,6 @@ def _with_documents(questions: QuestionFile, docs: dict[str, int], corpus: str) 
         yield jobs_db.NewQuestion(row.custom_id, row.question, doc_id, row.line)
 
 
-@dataclass(frozen=True)
-class JobStatusView:
-    """A job's status and per-status question counts."""
-
-    job_id: str
-    status: str
-    total: int
-    counts: dict[str, int]
-    elapsed_s: float
-
-    @property
-    def done(self) -> int:
-        """Questions that have ended: answered, failed, cancelled or expired."""
-        return self.total - self.counts["queued"] - self.counts["running"]
-
-    @property
-    def finished(self) -> bool:
-        """Whether the job has reached a final status."""
-        return is_final(self.status)
-
-
-def job_status(settings: Settings, *, job_id: str, tenant: str | None = None) -> JobStatusView:
-    """The job's current status.
-
-    Raises:
-        NotFoundError: no such job (of ``tenant``, when given).
-    """
-    with session_scope(settings) as session:
-        job = jobs_db.get_job(session, job_id=job_id, tenant=tenant)
-        counts = jobs_db.status_counts(session, job_id=job_id)
-        return JobStatusView(job.id, job.status.value, job.total, counts, jobs_db.elapsed_s(job))
-
-
 def cancel_job(settings: Settings, *, job_id: str, tenant: str | None = None) -> JobStatusView:
     """Cancel a job (:func:`db.lifecycle.cancel_job`): queued questions will not run, answered ones keep their
     answers, running ones finish; returns its status after.
@@ -216,64 +213,3 @@ def cancel_job(settings: Settings, *, job_id: str, tenant: str | None = None) ->
         counts = lifecycle.cancel_job(session, job_id=job_id, tenant=tenant)
         job = jobs_db.get_job(session, job_id=job_id)
         return JobStatusView(job.id, job.status.value, job.total, counts, jobs_db.elapsed_s(job))
-
-
-def list_jobs(
-    settings: Settings, *, tenant: str | None, status: JobStatus | None = None, limit: int = 20,
-    after: str | None = None,
-) -> tuple[list[Job], bool]:
-    """The jobs of ``tenant`` (None: every tenant's), newest first, at most ``limit`` after the job ``after`` (the
-    last id of the previous page); and whether more follow."""
-    with session_scope(settings) as session:
-        return jobs_db.list_jobs(session, tenant=tenant, status=status, limit=limit, after=after)
-
-
-def require_job(settings: Settings, *, job_id: str, tenant: str | None = None) -> None:
-    """Check that the job exists, e.g. to answer 404 before a download starts streaming.
-
-    Raises:
-        NotFoundError: no such job (of ``tenant``, when given).
-    """
-    with session_scope(settings) as session:
-        jobs_db.get_job(session, job_id=job_id, tenant=tenant)
-
-
-@dataclass(frozen=True)
-class JobDetail:
-    """A job row, read whole and detached from its session, with what its public record shows beside it: its
-    corpus's name and its ``request_counts`` (:func:`db.jobs.request_counts`: frozen once the job ended, else
-    counted at the read)."""
-
-    job: Job
-    corpus: str
-    request_counts: dict[str, int]
-
-
-def _detail(session, job: Job) -> JobDetail:
-    corpus = corpus_db.corpus_name(session, corpus_id=job.corpus_id)
-    counts = job.request_counts or jobs_db.request_counts(jobs_db.status_counts(session, job_id=job.id))
-    return JobDetail(job, corpus, counts)
-
-
-def job_detail(settings: Settings, *, job_id: str, tenant: str | None = None) -> JobDetail:
-    """The job with its corpus name and question counts, as ``GET /v1/jobs/{id}`` shows it.
-
-    Raises:
-        NotFoundError: no such job (of ``tenant``, when given).
-    """
-    with session_scope(settings) as session:
-        return _detail(session, jobs_db.get_job(session, job_id=job_id, tenant=tenant))
-
-
-def list_job_details(
-    settings: Settings, *, tenant: str | None, status: JobStatus | None = None, limit: int = 20,
-    after: str | None = None,
-) -> tuple[list[JobDetail], bool]:
-    """:func:`list_jobs` with each job's corpus name and question counts, as ``GET /v1/jobs`` shows them.
-
-    Raises:
-        NotFoundError: ``after`` is not a job of the tenant.
-    """
-    with session_scope(settings) as session:
-        rows, more = jobs_db.list_jobs(session, tenant=tenant, status=status, limit=limit, after=after)
-        return [_detail(session, job) for job in rows], more

@@ -22,7 +22,7 @@ from pageqa.domain import JobStatus, split_lanes
 from pageqa.errors import InputError, PageQAError
 from pageqa.options import JobOptions, job_options
 from pageqa.settings import Settings
-from services import jobs
+from services import job_views, jobs
 from services.question_file import QUESTION_SUFFIXES
 from services.results import export
 
@@ -125,7 +125,7 @@ def _validate(settings: Settings, job_id: str, path: Path, strict: bool) -> None
 
 
 def _record(settings: Settings, job_id: str, tenant: str) -> JobPublic:
-    return job_record(jobs.job_detail(settings, job_id=job_id, tenant=tenant))
+    return job_record(job_views.job_detail(settings, job_id=job_id, tenant=tenant))
 
 
 @router.get("/jobs", summary="List jobs", response_model=JobList)
@@ -136,7 +136,7 @@ def list_jobs(
     status: JobStatus | None = None,
 ) -> JobList:
     """The tenant's jobs, newest first, a page at a time (``after`` the last id of the previous page)."""
-    details, more = jobs.list_job_details(settings, tenant=tenant, status=status, limit=limit, after=after)
+    details, more = job_views.list_job_details(settings, tenant=tenant, status=status, limit=limit, after=after)
     data = [job_record(detail) for detail in details]
     return JobList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
                    has_more=more)
@@ -160,7 +160,7 @@ def cancel_job(job_id: str, settings: SettingsDep, tenant: TenantDep) -> JobPubl
 def _download(
     settings: Settings, job_id: str, tenant: str, format: Literal["jsonl", "csv"], kind: Literal["results", "errors"],
 ) -> StreamingResponse:
-    jobs.require_job(settings, job_id=job_id, tenant=tenant)  # 404 before the stream starts
+    job_views.require_job(settings, job_id=job_id, tenant=tenant)  # 404 before the stream starts
     chunks = export(settings, job_id=job_id, kind=kind, format=format, tenant=tenant)
     return StreamingResponse(chunks, media_type=MEDIA[format], headers={
         "Content-Disposition": f'attachment; filename="{job_id}-{kind}.{format}"'})

@@ -83,7 +83,7 @@ def status(
 ) -> None:
     """Show a job's status and question counts."""
     from scripts.cli import progress, remote
-    from services.jobs import job_status
+    from services.job_views import job_status
 
     if client := api_client(api, api_key):
         view = remote.job_status(client, job_id=job_id, watch=watch)
@@ -174,7 +174,7 @@ def jobs(
 
     from pageqa.domain import JobStatus
     from scripts.cli import remote
-    from services.jobs import list_jobs
+    from services.job_views import list_jobs
 
     if status is not None and status not in JobStatus.__members__:
         raise PageQAError(f"--status must be one of {', '.join(JobStatus.__members__)}, not {status!r}")

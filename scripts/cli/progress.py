@@ -23,7 +23,7 @@ from rich.progress import (
 from pageqa.errors import ServiceError
 from pageqa.settings import Settings
 from services import corpora
-from services.jobs import JobStatusView, job_status
+from services.job_views import JobStatusView, job_status
 
 POLL_S = 0.5
 INDEXING = "indexing pages (needs a running worker)"

@@ -1,7 +1,7 @@
 """The CLI's commands against the HTTP API (``--api URL``): the same operations as on the database, through
 :class:`~scripts.cli.client.ApiClient`, with progress bars over the bytes sent and received and over the work waited
 for. Each function returns what its command prints in the shape the database side gives (a
-:class:`~services.jobs.JobStatusView`, a :class:`~services.jobs.Submitted` …), so both sides print alike."""
+:class:`~services.job_views.JobStatusView`, a :class:`~services.jobs.Submitted` …), so both sides print alike."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from pageqa.errors import (
 from pageqa.options import JobOptions
 from scripts.cli import progress
 from scripts.cli.client import MAX_FILES_PER_UPLOAD, ApiClient, FileFormat, FileKind
-from services.jobs import JobStatusView, Submitted
+from services.job_views import JobStatusView
+from services.jobs import Submitted
 
 #: Bytes of documents per upload request; a bigger file goes alone (the server's limit is PAGEQA_MAX_UPLOAD_BYTES).
 UPLOAD_BATCH_BYTES = 64 * 1024 * 1024
