@@ -13,6 +13,8 @@ _WINDOW = re.compile(r"^(\d{1,7})(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 #: Longest completion window accepted: 30 days.
 MAX_WINDOW_S = 30 * 86_400
+#: Longest answer a job may ask for, in tokens.
+MAX_NEW_TOKENS = 4096
 
 
 class JobOptions(BaseModel):
@@ -30,7 +32,7 @@ class JobOptions(BaseModel):
                                 description="Column (CSV) or key (JSONL) naming the document to search in.")
     retrieve_top_k: int | None = Field(None, ge=1, le=1000, description="Pages kept after first-stage fusion.")
     rerank_top_k: int | None = Field(None, ge=1, le=100, description="Pages passed on to the generator.")
-    max_new_tokens: int | None = Field(None, ge=1, le=4096, description="Longest answer, in tokens.")
+    max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS, description="Longest answer, in tokens.")
     chunk_size: int | None = Field(None, ge=1, le=1024, description="Questions per worker task.")
     lanes: list[Lane] | None = Field(
         None, min_length=1, max_length=3, description="Retrieval lanes fused by reciprocal rank fusion.")

@@ -1,5 +1,6 @@
-"""Question files: CSV with a header (``custom_id,question[,document]``) or JSONL (one object per line with
-``custom_id``, ``question`` and optionally ``document``). Errors name the file and 1-based line.
+"""Question files: CSV with a header (``custom_id,question[,document]``), JSONL (one object per line with
+``custom_id``, ``question`` and optionally ``document``), or the input file of an OpenAI batch (one chat completion
+request per line, :mod:`services.batch_format`). Errors name the file and 1-based line.
 
 A file is read as a stream, one line at a time, so a file of a million rows takes no more memory than one of ten:
 rows come out of an iterator, a line longer than :data:`~services.question_text.MAX_LINE_CHARS` is skipped without
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pageqa.errors import InputError
+from services.batch_format import request_fields
 from services.question_text import (
     Lines,
     LineTooLong,
@@ -36,6 +38,8 @@ MAX_KEPT_ERRORS = 1000
 #: File name endings of question files: CSV, and JSON lines under its usual names.
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 QUESTION_SUFFIXES = (".csv", *JSONL_SUFFIXES)
+#: How a question file is laid out: by its suffix (CSV or JSONL), or the lines of an OpenAI batch input file.
+KINDS = ("csv", "jsonl", "openai")
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,12 @@ class QuestionFile:
     """
 
     path: Path
-    kind: str  # "csv" or "jsonl"
+    kind: str  # one of KINDS
     encoding: str
     document_field: str = "document"
     errors: ErrorLog = field(default_factory=ErrorLog)
     notes: list[str] = field(default_factory=list)  # how the file was read, when not plain UTF-8
+    max_tokens: int | None = None  # "openai": the largest max_tokens of the valid rows read so far
 
     def __iter__(self) -> Iterator[QuestionRow]:
         records = _csv_records if self.kind == "csv" else _jsonl_records
@@ -90,9 +95,18 @@ class QuestionFile:
                 try:
                     if isinstance(record, InputError):
                         raise record
+                    if self.kind == "openai":
+                        record = self._request(record, line)
                     yield _row(self.path, line, record, self.document_field)
                 except InputError as exc:
                     self.errors.add(exc)
+
+    def _request(self, record: dict, line: int) -> dict:
+        """The question fields of a batch request line; its ``max_tokens`` raises :attr:`max_tokens`."""
+        fields, max_tokens = request_fields(record, source=str(self.path), line=line)
+        if max_tokens is not None:
+            self.max_tokens = max(self.max_tokens or 0, max_tokens)
+        return {**fields, self.document_field: fields.pop("document")}
 
     def _open(self) -> TextIO:
         # csv wants newline="" (it handles quoted line breaks); JSON lines end at "\n" only, as in the JSON Lines spec
@@ -100,9 +114,10 @@ class QuestionFile:
 
 
 def open_question_file(
-    path: Path, *, document_field: str = "document", errors: ErrorLog | None = None
+    path: Path, *, document_field: str = "document", errors: ErrorLog | None = None, kind: str | None = None,
 ) -> QuestionFile:
-    """Check a ``.csv`` or ``.jsonl``/``.json``/``.ndjson`` question file and return it ready to iterate.
+    """Check a ``.csv`` or ``.jsonl``/``.json``/``.ndjson`` question file and return it ready to iterate. ``kind``
+    (one of :data:`KINDS`) overrides the suffix: ``"openai"`` reads an OpenAI batch input file (JSON lines).
 
     The text is UTF-8 (a BOM is dropped) or UTF-16 with a BOM; a file that is neither is read as Windows-1252, the
     usual spreadsheet export, and a note names its first non-UTF-8 line. The whole file is scanned once here, in
@@ -118,13 +133,10 @@ def open_question_file(
             raise InputError("the question file is empty", source=str(path))
     except OSError as exc:
         raise InputError(f"cannot read the question file ({exc.strerror or exc})", source=str(path)) from exc
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        kind = "csv"
-    elif suffix in JSONL_SUFFIXES:
-        kind = "jsonl"
-    else:
-        raise InputError("question files are .csv or .jsonl", source=str(path))
+    if kind not in KINDS:
+        kind = {".csv": "csv", **dict.fromkeys(JSONL_SUFFIXES, "jsonl")}.get(path.suffix.lower())
+        if kind is None:
+            raise InputError("question files are .csv or .jsonl", source=str(path))
     qf = QuestionFile(path, kind, encoding, document_field, errors if errors is not None else ErrorLog(), notes)
     if kind == "csv":
         with qf._open() as f:

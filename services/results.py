@@ -13,7 +13,7 @@ from db import answers as answers_db
 from db import jobs as jobs_db
 from db.engine import session_scope
 from db.schema import Answer, Question
-from pageqa.domain import QuestionStatus
+from pageqa.domain import QuestionStatus, rfc3339
 from pageqa.settings import Settings
 
 #: Records read per round trip: the questions of a batch, then their citations in one query.
@@ -33,7 +33,7 @@ def question_records(
     """One record per question of the job (optionally only of ``statuses``) in file order: ``custom_id``,
     ``question``, ``status``, and for an answered one its ``answer``, ``answer_kind``, ``citations`` (document, its
     id, 1-based page, rank, lanes, retrieval and rerank scores), ``evidence`` (extractive answers), ``timings_ms``
-    per stage, ``models`` and ``reused_from``; for any other its ``error``.
+    per stage, ``models``, ``answered_at`` (RFC 3339) and ``reused_from``; for any other its ``error``.
 
     Streamed: :data:`BATCH` questions per query, so a job of a million questions is never in memory at once.
 
@@ -65,6 +65,7 @@ def _records(session, rows: list[tuple[Question, Answer | None]]) -> Iterator[di
                                 "generate": round(a.generate_ms, 2)}
         record["models"] = {"retriever": a.retriever_model, "reranker": a.reranker_model,
                             "generator": a.generator_model}
+        record["answered_at"] = rfc3339(a.created_at)
         if a.reused_from is not None:
             record["reused_from"] = reused.get(a.reused_from)
         yield record
