@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import uploads_dir
 from api.limits import LimitBodySize
-from api.routes import corpora, health, jobs, reports
+from api.routes import batches, corpora, files, health, jobs, reports
 from api.schemas import ErrorBody, error_body
 from pageqa.errors import (
     ConfigError,
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.add_middleware(LimitBodySize, max_bytes=app.state.settings.max_upload_bytes)
-    for module in (jobs, corpora, reports):
+    for module in (jobs, corpora, reports, files, batches):
         app.include_router(module.router, prefix="/v1", responses=ERRORS)
     app.include_router(health.router, prefix="/v1")
 

@@ -3,6 +3,7 @@ set, and a real Celery worker process. Only model weights are replaced (by tiny 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 _HOME = Path(tempfile.mkdtemp(prefix="pageqa-test-"))
+ROOT = Path(__file__).resolve().parents[1]
 
 # Set before any pageqa module reads its settings; small pixel budgets keep the tiny models fast on a CPU.
 TEST_ENV = {
@@ -89,6 +91,48 @@ def worker(settings, services, tiny_models) -> Iterator[object]:
     yield proc
     code = stop_worker(proc)
     assert code == 0, f"worker exited with {code}:\n{log_path.read_text()[-3000:]}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 at the call."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def api_process(settings, name: str) -> Iterator[str]:
+    """A real ``pageqa api`` child process on a free port of 127.0.0.1 with the test environment, once it answers
+    ``/v1/health``; yields its base URL and stops it at the end. Its log is ``PAGEQA_HOME/logs/NAME.log``."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = free_port()
+    log = settings.home_dir / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "api", "--port", str(port)], cwd=ROOT,
+                                env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"pageqa api exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/v1/health", timeout=5).json()["status"] == "ok"
+        except httpx.HTTPError:  # not listening yet
+            return False
+
+    try:
+        wait_for(healthy, timeout_s=60, what="pageqa api to answer /v1/health")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.25):

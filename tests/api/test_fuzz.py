@@ -29,7 +29,7 @@ def test_no_request_gets_a_server_error(settings, worker, fuzz_key):
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 12, [op.label for op in operations]
+    assert len(operations) == 21, [op.label for op in operations]
     calls: dict[str, set[int]] = {}
     def fuzz(operation) -> None:
         @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,

@@ -7,21 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import api_process
 from conftest import run_cli as cli
-from conftest import wait_for
-
-from pageqa.errors import ServiceError
-from scripts.cli.client import ApiClient
 
 pytestmark = pytest.mark.models
-ROOT = Path(__file__).resolve().parents[3]
 CORPUS = "cli-remote"
 PAGES = {"report.pdf": 3, "red.png": 1, "green.jpg": 1, "blue.webp": 1}  # the sample folder's documents
 # "[red]" in the file name: a name from the user or the server is printed as text, never read as rich markup
@@ -34,38 +25,11 @@ def wide_tables(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(client: ApiClient, proc: subprocess.Popen, log: Path) -> bool:
-    if proc.poll() is not None:
-        pytest.fail(f"pageqa api exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-    try:
-        return client.health()["status"] == "ok"
-    except ServiceError:  # not listening yet
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(settings, worker):
     """The base URL of a ``pageqa api`` subprocess over the test services; stopped at the end of the module."""
-    port = _free_port()
-    log = settings.home_dir / "logs" / "test-api-cli.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "api", "--port", str(port)], cwd=ROOT,
-                                env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with ApiClient(url, None, timeout=5) as client:
-            wait_for(lambda: _healthy(client, proc, log), timeout_s=60, what="pageqa api to answer /v1/health")
+    with api_process(settings, "test-api-cli") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
