@@ -4,6 +4,7 @@ set, and a real Celery worker process. Only model weights are replaced (by tiny 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -91,6 +92,21 @@ def worker(settings, services, tiny_models) -> Iterator[object]:
     assert code == 0, f"worker exited with {code}:\n{log_path.read_text()[-3000:]}"
 
 
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Debian chromium driven by Playwright (never a browser download of Playwright's own);
+    shared by the report and API docs browser tests."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("Debian's chromium package is not installed (.ci/run installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        yield browser
+        browser.close()
+
+
 def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.25):
     """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout_s`` seconds."""
     deadline = time.monotonic() + timeout_s
@@ -141,8 +157,6 @@ def run_cli(*args: str, ok: bool = True):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    import shutil
-
     if not os.environ.get("PAGEQA_TEST_KEEP_HOME"):  # keep the worker logs of a failed run for reading
         shutil.rmtree(_HOME, ignore_errors=True)
 
