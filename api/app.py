@@ -1,4 +1,5 @@
-"""The FastAPI application: routes under ``/v1``, OpenAPI docs at ``/docs``, domain errors as 4xx JSON."""
+"""The FastAPI application: routes under ``/v1``, OpenAPI docs at ``/docs`` and ``/redoc`` (served offline,
+:mod:`api.docs`), domain errors as 4xx JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import uploads_dir
+from api.docs import mount_docs
 from api.limits import LimitBodySize
 from api.routes import batches, corpora, files, health, jobs, reports
 from api.schemas import ErrorBody, error_body
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the bytes, and it writes some floats otherwise: 1e-05 as 0.00001).
         default_response_class=JSONResponse,
         title="pageqa", version="1",
+        docs_url=None, redoc_url=None,  # the docs pages are mount_docs' own, with their assets served locally
         description="Batch question answering over visual documents: submit a question file as a job, poll its "
                     "status, download its output and error files (joined by custom_id). Every route but "
                     "/v1/health needs `Authorization: Bearer <API key>`.",
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, corpora, reports, files, batches):
         app.include_router(module.router, prefix="/v1", responses=ERRORS)
     app.include_router(health.router, prefix="/v1")
+    mount_docs(app)
 
     @app.exception_handler(PageQAError)
     async def domain_error(_request: Request, exc: PageQAError) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -135,6 +136,21 @@ def api_process(settings, name: str) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Debian chromium driven by Playwright (never a browser download of Playwright's own);
+    shared by the report and API docs browser tests."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("Debian's chromium package is not installed (.ci/run installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        yield browser
+        browser.close()
+
+
 def wait_for(predicate, *, timeout_s: float, what: str, poll_s: float = 0.25):
     """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout_s`` seconds."""
     deadline = time.monotonic() + timeout_s
@@ -185,8 +201,6 @@ def run_cli(*args: str, ok: bool = True):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    import shutil
-
     if not os.environ.get("PAGEQA_TEST_KEEP_HOME"):  # keep the worker logs of a failed run for reading
         shutil.rmtree(_HOME, ignore_errors=True)
 

@@ -49,9 +49,26 @@ _MULTIPART = {"type": "object", "required": ["file", "corpus"], "properties": {
     "lanes": {"type": "string", "description": "Comma-separated: visual,lexical,dense."},
     **{k: v for k, v in JobOptions.model_json_schema()["properties"].items() if k != "lanes"},
 }}
+
+
+def _inlined(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with each ``{"$ref": "#/$defs/NAME"}`` replaced by the definition ``defs[NAME]``: an
+    ``openapi_extra`` schema adds nothing to the document's ``components``, and a ``$ref`` resolves from the
+    document's root, so its models are written out in place (ReDoc refuses a reference to nothing)."""
+    if isinstance(node, list):
+        return [_inlined(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return {**_inlined(defs[node["$ref"].rsplit("/", 1)[-1]], defs), **_inlined(rest, defs)}
+    return {k: _inlined(v, defs) for k, v in node.items() if k != "$defs"}
+
+
+_JSON_BODY = JobRequest.model_json_schema()
 _OPENAPI = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": _MULTIPART},
-    "application/json": {"schema": JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+    "application/json": {"schema": _inlined(_JSON_BODY, _JSON_BODY.get("$defs", {}))},
 }}}
 
 

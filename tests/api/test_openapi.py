@@ -24,3 +24,17 @@ def test_a_job_is_described_field_by_field(settings):
     assert "cancelling" in status["enum"]
     error = _resolve(document, responses["404"]["content"]["application/json"]["schema"])
     assert _resolve(document, error["properties"]["error"])["required"] == ["code", "message"]
+
+
+def test_every_reference_resolves_within_the_document(settings):
+    import json
+    import re
+
+    from api.app import create_app
+
+    document = create_app(settings).openapi()
+    refs = set(re.findall(r'"\$ref": "([^"]*)"', json.dumps(document)))
+    assert refs, "the document has references"
+    dangling = sorted(r for r in refs if not r.startswith("#/components/schemas/")
+                      or r.rsplit("/", 1)[-1] not in document["components"]["schemas"])
+    assert dangling == [], "ReDoc refuses to render a document with a reference to nothing"

@@ -8,7 +8,6 @@ import csv
 import datetime as dt
 import io
 import json
-import shutil
 
 import pytest
 import seed_day as S
@@ -291,20 +290,6 @@ def test_an_empty_day_says_nothing_happened(empty, settings):
 
 def test_the_seeded_day_is_not_called_empty(built):
     assert all("Nothing happened" not in p.read_text() for p in built.pages.values())
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Headless Debian chromium driven by Playwright (never a browser download of Playwright's own)."""
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.skip("Debian's chromium package is not installed (.ci/run installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable)
-        yield browser
-        browser.close()
 
 
 _IMAGES = "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])"
