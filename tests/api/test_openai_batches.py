@@ -181,6 +181,9 @@ def test_batches_and_files_are_listed_a_page_at_a_time(client, completed):
     created = [client.batches.retrieve(i).created_at for i in listed]
     assert created == sorted(created, reverse=True)
 
+    page = client.files.with_raw_response.list(limit=2).http_response.json()
+    assert page["has_more"] is True and [_strict(FileObject, raw).id for raw in page["data"]] == [
+        page["first_id"], page["last_id"]]
     files = [f.id for f in client.files.list(limit=1)]
     assert len(files) == len(set(files)) and completed["file"].id in files
     outputs = [f for f in client.files.list(purpose="batch_output")]
