@@ -51,6 +51,14 @@ def services_status() -> None:
             console.print(f"{state.name}: external ({state.where})")
         else:
             console.print(f"{state.name}: embedded, {'running' if state.running else 'stopped'} ({state.where})")
+        for setting in state.settings:  # the embedded PostgreSQL's sized settings, as SHOW prints them
+            notes = [f"from {setting.source}"] if setting.source != "pageqa.conf" else []
+            notes += [f"restart pending: {setting.pending}"] if setting.pending is not None else []
+            console.print(escape(f"  {setting.name:<34} {setting.value}" + (f"  ({', '.join(notes)})" if notes else "")))
+        if any(setting.pending is not None for setting in state.settings):
+            console.print("  a restart applies the pending values: pageqa services stop, then pageqa services start")
+        if state.problem:
+            console.print(escape(f"  settings unknown: {state.problem}"))
 
 
 @command(app)
