@@ -196,8 +196,12 @@ def report(
 
 @command(index_app, "rebuild")
 def index_rebuild(
-    maintenance_work_mem: Annotated[str, typer.Option(help="PostgreSQL memory for the build, e.g. 4GB.")] = "2GB",
-    workers: Annotated[int, typer.Option(min=0, help="Parallel maintenance workers.")] = 1,
+    maintenance_work_mem: Annotated[str | None, typer.Option(
+        help="PostgreSQL memory for the build, e.g. 4GB; default: the server's (PAGEQA_PG_MAINTENANCE_WORK_MEM).",
+    )] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=0, help="Parallel maintenance workers; default: the server's (PAGEQA_PG_MAX_PARALLEL_MAINTENANCE_WORKERS).",
+    )] = None,
 ) -> None:
     """Drop and rebuild the HNSW index of the coarse pooled vectors (after a large bulk load: one build is much
     faster than inserting into the graph page by page). Searches wait for the rebuild."""
