@@ -42,12 +42,12 @@ def resolve_database_url(settings: Settings) -> str:
     """
     if settings.database_url:
         return settings.database_url
-    return _embedded_url(settings.home_dir)
+    return _embedded_url(settings.home_dir, tuple(settings.pg_parameters().items()))
 
 
 @lru_cache(maxsize=4)
-def _embedded_url(home: Path) -> str:
-    return embedded.start(home)
+def _embedded_url(home: Path, parameters: tuple[tuple[str, str], ...]) -> str:
+    return embedded.start(home, dict(parameters))
 
 
 @lru_cache(maxsize=4)

@@ -185,17 +185,22 @@ def drop_first_stage_index(conn: psycopg.Connection) -> None:
     conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
 
 
-def build_first_stage_index(conn: psycopg.Connection, *, maintenance_work_mem: str = "2GB", workers: int = 1) -> None:
+def build_first_stage_index(conn: psycopg.Connection, *, maintenance_work_mem: str | None = None,
+                            workers: int | None = None) -> None:
     """(Re)build the HNSW index after a bulk load, with ``maintenance_work_mem`` sized so the graph is built in
-    memory and ``workers`` parallel maintenance workers (pgvector builds HNSW in parallel since 0.6).
+    memory and ``workers`` parallel maintenance workers (pgvector builds HNSW in parallel since 0.6); None keeps
+    the server's setting (on the embedded server, sized to the machine: ``PAGEQA_PG_MAINTENANCE_WORK_MEM``,
+    ``PAGEQA_PG_MAX_PARALLEL_MAINTENANCE_WORKERS``).
 
     Raises:
         ConfigError: ``maintenance_work_mem`` is not a PostgreSQL memory size such as ``512MB`` or ``4GB``.
     """
-    if not re.fullmatch(r"\d+\s*(kB|MB|GB|TB)", maintenance_work_mem):
-        raise ConfigError(f"maintenance_work_mem {maintenance_work_mem!r} is not a size like 512MB or 4GB")
-    conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
-    conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
+    if maintenance_work_mem is not None:
+        if not re.fullmatch(r"\d+\s*(kB|MB|GB|TB)", maintenance_work_mem):
+            raise ConfigError(f"maintenance_work_mem {maintenance_work_mem!r} is not a size like 512MB or 4GB")
+        conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
+    if workers is not None:
+        conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
     conn.execute(HNSW_INDEX_SQL)
     conn.execute("RESET maintenance_work_mem")
     conn.execute("RESET max_parallel_maintenance_workers")

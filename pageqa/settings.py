@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pageqa.domain import Lane
@@ -127,6 +127,25 @@ class Settings(BaseSettings):
         default=2, gt=0, description="PostgreSQL connections one search splits its work over (one per core)."
     )
 
+    # The embedded PostgreSQL's server settings (db/embedded.py writes them at each start); unset: computed from
+    # this machine's memory and cores by pageqa/pg_tuning.py. Sizes in PostgreSQL units: kB, MB, GB, TB.
+    pg_shared_buffers: str | None = Field(default=None, description="shared_buffers; unset: 25% of RAM (restart).")
+    pg_effective_cache_size: str | None = Field(default=None, description="effective_cache_size; unset: 75% of RAM.")
+    pg_work_mem: str | None = Field(
+        default=None, description="work_mem; unset: (RAM - shared_buffers) / 300 / workers per gather, 4MB-64MB.",
+    )
+    pg_maintenance_work_mem: str | None = Field(
+        default=None, description="maintenance_work_mem (HNSW builds); unset: RAM/8, 64MB-4GB.",
+    )
+    pg_max_wal_size: str | None = Field(default=None, description="max_wal_size; unset: RAM/2, 1GB-8GB.")
+    pg_max_parallel_workers: int | None = Field(default=None, ge=0, le=1024, description="Unset: the cores.")
+    pg_max_parallel_workers_per_gather: int | None = Field(
+        default=None, ge=0, le=1024, description="Unset: half the cores rounded up, at most 4; 0 on one core.",
+    )
+    pg_max_parallel_maintenance_workers: int | None = Field(
+        default=None, ge=0, le=1024, description="Unset: as max_parallel_workers_per_gather.",
+    )
+
     retrieve_top_k: int = Field(default=20, gt=0)
     rerank_top_k: int = Field(default=3, gt=0, description="Pages passed to the generator.")
     max_new_tokens: int = Field(default=128, gt=0)
@@ -199,6 +218,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Paris)") from None
         return value
 
+    @field_validator("pg_shared_buffers", "pg_effective_cache_size", "pg_work_mem", "pg_maintenance_work_mem",
+                     "pg_max_wal_size")
+    @classmethod
+    def _pg_size(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from pageqa.pg_tuning import check_size
+
+        return None if value is None else check_size(info.field_name.removeprefix("pg_"), value)
+
     @model_validator(mode="after")
     def _time_limits_nest(self) -> Settings:
         """A chunk must end within its lease, and its lease before Redis delivers its task again; otherwise a
@@ -214,6 +241,14 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         """``home`` with ``~`` expanded, as an absolute path."""
         return self.home.expanduser().resolve()
+
+    def pg_parameters(self) -> dict[str, str]:
+        """The embedded PostgreSQL's settings, name → value as written to its configuration: each ``PAGEQA_PG_*``
+        that is set, the others computed from this machine's memory and cores (:mod:`pageqa.pg_tuning`)."""
+        from pageqa import pg_tuning
+
+        overrides = {name: getattr(self, f"pg_{name}") for name in pg_tuning.TUNABLE}
+        return pg_tuning.parameters(*pg_tuning.this_machine(), overrides)
 
     def available_lanes(self) -> list[str]:
         """The configured lanes this model set can run (``visual`` needs a ColQwen2 retriever)."""

@@ -126,11 +126,16 @@ def _index_visual(settings: Settings, to_embed: list[Page], to_pool: list[Page])
             mv.store_tiers(conn, index, tiers, colpali_version=COLPALI_VERSION, max_pixels=retriever.max_pixels)
 
 
-def rebuild_first_stage_index(settings: Settings, *, maintenance_work_mem: str = "2GB", workers: int = 1) -> int:
+def rebuild_first_stage_index(settings: Settings, *, maintenance_work_mem: str | None = None,
+                              workers: int | None = None) -> int:
     """Drop and rebuild the HNSW index of the coarse pooled vectors in one transaction (after a large bulk load one
     build is much faster than inserting page by page; searches wait for it); returns the vectors indexed.
     ``maintenance_work_mem`` is PostgreSQL's memory for the build (e.g. ``"4GB"``), ``workers`` its parallel
-    maintenance workers."""
+    maintenance workers; None keeps the server's settings (the embedded server's are sized to the machine).
+
+    Raises:
+        ConfigError: ``maintenance_work_mem`` is not a PostgreSQL memory size.
+    """
     with session_scope(settings) as session:
         conn = mv.raw_connection(session)
         mv.drop_first_stage_index(conn)

@@ -4,8 +4,13 @@ process, before any command, demo, benchmark or test touches them; stop the embe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from pageqa.errors import ServiceError
 from pageqa.settings import Settings
+
+if TYPE_CHECKING:
+    from db.embedded import ServerSetting
 
 _prepared = False
 
@@ -43,25 +48,35 @@ def migrate(settings: Settings) -> None:
 @dataclass(frozen=True)
 class ServiceState:
     """Where a service is: ``name`` (``postgres``, ``redis``), ``external`` (a URL in the settings) or embedded,
-    whether an embedded one is ``running``, and ``where`` (the external host part, or the data folder or socket)."""
+    whether an embedded one is ``running``, and ``where`` (the external host part, or the data folder or socket).
+    For the running embedded PostgreSQL, ``settings`` are the server settings pageqa sizes (:mod:`pageqa.pg_tuning`)
+    as the server reports them, or ``problem`` says why they could not be read."""
 
     name: str
     external: bool
     running: bool
     where: str
+    settings: tuple[ServerSetting, ...] = ()
+    problem: str = ""
 
 
 def service_states(settings: Settings) -> list[ServiceState]:
     """PostgreSQL's state, then Redis's; an external service is reported from its URL (after any ``user@``),
-    never contacted."""
+    never contacted; the running embedded PostgreSQL is asked for its server settings."""
     from db import embedded
     from worker import broker
 
     home = settings.home_dir
     if settings.database_url:
         postgres = ServiceState("postgres", True, True, settings.database_url.split("@")[-1])
+    elif embedded.is_running(home):
+        try:
+            found, problem = tuple(embedded.server_settings(home)), ""
+        except ServiceError as exc:  # e.g. still starting up
+            found, problem = (), str(exc)
+        postgres = ServiceState("postgres", False, True, str(embedded.pgdata_dir(home)), found, problem)
     else:
-        postgres = ServiceState("postgres", False, embedded.is_running(home), str(embedded.pgdata_dir(home)))
+        postgres = ServiceState("postgres", False, False, str(embedded.pgdata_dir(home)))
     if settings.broker_url:
         redis = ServiceState("redis", True, True, settings.broker_url.split("@")[-1])
     else:

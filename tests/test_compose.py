@@ -132,11 +132,41 @@ def test_every_variable_is_documented_in_env_example():
 def test_pageqa_defaults_in_compose_are_the_settings_defaults():
     checked = 0
     for m in VARIABLE.finditer(COMPOSE_TEXT):
+        if m["name"].startswith("PAGEQA_PG_"):  # computed from the machine: see the test below
+            continue
         if m["name"].startswith("PAGEQA_") and m["name"].removeprefix("PAGEQA_").lower() in Settings.model_fields:
             field = Settings.model_fields[m["name"].removeprefix("PAGEQA_").lower()]
             assert TypeAdapter(field.annotation).validate_python(m["arg"]) == field.default, m["name"]
             checked += 1
     assert checked >= 10
+
+
+def test_postgres_takes_every_pg_setting_with_the_embedded_rules_for_a_16_gib_4_core_host():
+    """The postgres service gets each server setting the embedded server gets, from the same PAGEQA_PG_* variable,
+    and its defaults are what pageqa/pg_tuning.py computes for the host the comments name."""
+    from pageqa import pg_tuning
+
+    cmd = SERVICES["postgres"]["command"]
+    assert cmd[0] == "postgres" and all(flag == "-c" for flag in cmd[1::2])
+    given = dict(option.split("=", 1) for option in cmd[2::2])
+    assert set(given) == set(pg_tuning.TUNABLE), "every PAGEQA_PG_* setting, and only those"
+    reference = pg_tuning.computed(16 * pg_tuning.GB, 4)
+    for name, value in given.items():
+        m = VARIABLE.fullmatch(value)
+        assert m and m["name"] == f"PAGEQA_PG_{name.upper()}" and m["op"] == ":-", (name, value)
+        assert m["arg"] == reference[name], f"{name}: compose says {m['arg']}, the rules {reference[name]}"
+        assert f"pg_{name}" in Settings.model_fields, name
+    for text in (COMPOSE_TEXT, (ROOT / ".env.example").read_text()):  # comments, as one line of words
+        assert "16 GiB, 4-core host" in " ".join(text.replace("#", " ").split())
+
+
+def test_postgres_shm_holds_a_parallel_index_build():
+    from pageqa.pg_tuning import GB, parse_size
+
+    shm = VARIABLE.fullmatch(SERVICES["postgres"]["shm_size"])
+    assert shm and shm["op"] == ":-" and shm["arg"].endswith("g"), SERVICES["postgres"]["shm_size"]
+    maintenance = VARIABLE.search(COMPOSE_TEXT[COMPOSE_TEXT.index("maintenance_work_mem="):])["arg"]
+    assert int(shm["arg"][:-1]) * GB >= parse_size(maintenance) + GB
 
 
 def test_commands_are_pageqa_commands():

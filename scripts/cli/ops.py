@@ -51,6 +51,14 @@ def services_status() -> None:
             console.print(f"{state.name}: external ({state.where})")
         else:
             console.print(f"{state.name}: embedded, {'running' if state.running else 'stopped'} ({state.where})")
+        for setting in state.settings:  # the embedded PostgreSQL's sized settings, as SHOW prints them
+            notes = [f"from {setting.source}"] if setting.source != "pageqa.conf" else []
+            notes += [f"restart pending: {setting.pending}"] if setting.pending is not None else []
+            console.print(escape(f"  {setting.name:<34} {setting.value}" + (f"  ({', '.join(notes)})" if notes else "")))
+        if any(setting.pending is not None for setting in state.settings):
+            console.print("  a restart applies the pending values: pageqa services stop, then pageqa services start")
+        if state.problem:
+            console.print(escape(f"  settings unknown: {state.problem}"))
 
 
 @command(app)
@@ -188,8 +196,12 @@ def report(
 
 @command(index_app, "rebuild")
 def index_rebuild(
-    maintenance_work_mem: Annotated[str, typer.Option(help="PostgreSQL memory for the build, e.g. 4GB.")] = "2GB",
-    workers: Annotated[int, typer.Option(min=0, help="Parallel maintenance workers.")] = 1,
+    maintenance_work_mem: Annotated[str | None, typer.Option(
+        help="PostgreSQL memory for the build, e.g. 4GB; default: the server's (PAGEQA_PG_MAINTENANCE_WORK_MEM).",
+    )] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=0, help="Parallel maintenance workers; default: the server's (PAGEQA_PG_MAX_PARALLEL_MAINTENANCE_WORKERS).",
+    )] = None,
 ) -> None:
     """Drop and rebuild the HNSW index of the coarse pooled vectors (after a large bulk load: one build is much
     faster than inserting into the graph page by page). Searches wait for the rebuild."""

@@ -188,7 +188,9 @@ def test_index_rebuild_command(settings, synthetic):
     from scripts.cli import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["index", "rebuild", "--maintenance-work-mem", "256MB"])
+    default = runner.invoke(app, ["index", "rebuild"])  # with the server's sized maintenance_work_mem and workers
+    assert default.exit_code == 0 and "HNSW index rebuilt" in default.output, default.output
+    result = runner.invoke(app, ["index", "rebuild", "--maintenance-work-mem", "256MB", "--workers", "1"])
     assert result.exit_code == 0, result.output
     rows = int(re.search(r"rebuilt over ([\d,]+) pooled vectors", result.stdout).group(1).replace(",", ""))
     assert rows >= 420 * 16, "at least the two synthetic corpora's coarse vectors"
