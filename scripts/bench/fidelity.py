@@ -31,10 +31,18 @@ TAG = "bench_fidelity"
 NAMES = {"visual": ("two-stage search", "exact MaxSim scan"), "dense": ("HNSW passage search", "exact passage scan")}
 
 
-def command_line(*, models: str, corpus: str, tenant: str | None, questions: Path | None, limit: int) -> str:
-    """The command line of these options, shell-quoted, with the model set it ran with (it decides the lane): the
-    section's key, so each model set keeps its own section."""
-    args = [f"PAGEQA_MODELS={models}", "uv", "run", "pageqa", "bench", "fidelity", "--corpus", corpus]
+#: Settings that change what is measured; those not at their default are part of the command line.
+SEARCH_SETTINGS = ("first_stage_per_token", "first_stage_ef", "pooled_candidates", "exact_candidates",
+                   "pool_coarse", "pool_fine", "pool_iters")
+
+
+def command_line(settings: Settings, *, corpus: str, tenant: str | None, questions: Path | None, limit: int) -> str:
+    """The command line of these options, shell-quoted, after the settings it ran with: the model set (it decides
+    the lane) and the search settings not at their default. It is the section's key, so a run with other settings
+    keeps its own section."""
+    changed = [f"PAGEQA_{name.upper()}={getattr(settings, name)}" for name in SEARCH_SETTINGS
+               if getattr(settings, name) != Settings.model_fields[name].default]
+    args = [f"PAGEQA_MODELS={settings.models}", *changed, "uv", "run", "pageqa", "bench", "fidelity", "--corpus", corpus]
     args += ["--tenant", tenant] if tenant is not None else []
     args += ["--questions", str(questions)] if questions is not None else []
     return shlex.join(args + ["--limit", str(limit)])
@@ -45,7 +53,7 @@ def run(settings: Settings, *, corpus: str, tenant: str | None, questions: Path 
     """Measure the corpus (:func:`services.fidelity.measure_fidelity`); returns the Markdown section, also written
     into ``doc``. Raises as ``measure_fidelity`` does."""
     fid = measure_fidelity(settings, corpus=corpus, tenant=tenant or "default", questions=questions, limit=limit)
-    command = command_line(models=settings.models, corpus=corpus, tenant=tenant, questions=questions, limit=limit)
+    command = command_line(settings, corpus=corpus, tenant=tenant, questions=questions, limit=limit)
     body = to_markdown(settings, fid, command=command)
     write_section(doc, command, body, tag=TAG, header="# Benchmarks\n")
     return body

@@ -116,7 +116,10 @@ def test_small_settings_run_the_first_stage_and_the_figures_are_the_searches(set
     assert cell(out, "questions with recall@10 < 1") == str(sum(r < 1 for r in want_recall))
     assert all(0.0 <= r <= 1.0 for r in fid.recall) and all(0.0 < n <= 1.0 + 1e-6 for n in fid.ndcg)
     assert len(fid.search_ms) == len(fid.exact_ms) == 11 and min(fid.search_ms + fid.exact_ms) > 0
-    assert doc.read_text().count(f"<!-- bench_fidelity {COMMAND} --questions") == 1
+    small_command = ("PAGEQA_MODELS=tiny PAGEQA_FIRST_STAGE_PER_TOKEN=4 PAGEQA_FIRST_STAGE_EF=40 "
+                     "PAGEQA_POOLED_CANDIDATES=10 PAGEQA_EXACT_CANDIDATES=10 uv run pageqa bench fidelity "
+                     f"--corpus fidelity --questions {question_file} --limit 50")
+    assert doc.read_text().count(f"<!-- bench_fidelity {small_command} -->") == 1, "the settings are in its key"
 
 
 def test_too_few_exact_candidates_cannot_find_the_top_10(corpus, question_file, tmp_path):
