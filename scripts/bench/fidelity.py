@@ -52,20 +52,22 @@ def run(settings: Settings, *, corpus: str, tenant: str | None, questions: Path 
         doc: Path = DOC_PATH) -> str:
     """Measure the corpus (:func:`services.fidelity.measure_fidelity`); returns the Markdown section, also written
     into ``doc``. Raises as ``measure_fidelity`` does."""
+    load = os.getloadavg()[0]  # other work on the machine moves the latencies; said next to them
     fid = measure_fidelity(settings, corpus=corpus, tenant=tenant or "default", questions=questions, limit=limit)
     command = command_line(settings, corpus=corpus, tenant=tenant, questions=questions, limit=limit)
-    body = to_markdown(settings, fid, command=command)
+    body = to_markdown(settings, fid, command=command, load=load)
     write_section(doc, command, body, tag=TAG, header="# Benchmarks\n")
     return body
 
 
-def to_markdown(settings: Settings, fid: Fidelity, *, command: str) -> str:
-    """The section: command and date, machine, settings, corpus and questions, then the table of figures."""
+def to_markdown(settings: Settings, fid: Fidelity, *, command: str, load: float) -> str:
+    """The section: command and date, machine (with ``load``, the 1-minute load average before the run), settings,
+    corpus and questions, then the table of figures."""
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     search = ", ".join(f"{k}={v}" for k, v in fid.search.items())
     return (
         f"`{command}` — {date}\n\n"
-        f"Machine: {_machine(settings)}.\n\n"
+        f"Machine: {_machine(settings)}; 1-minute load average {load:.2f} before the run.\n\n"
         f"Settings: model set `{fid.model_set}`, {fid.lane} lane of `{fid.model_id}`; {search}.\n\n"
         f"Corpus `{fid.corpus}` of tenant `{fid.tenant}`; questions: {fid.questions}. Each question searched "
         f"alone, the whole corpus, top {K}; one untimed search first.\n\n"
