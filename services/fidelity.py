@@ -207,7 +207,7 @@ def _run_visual(settings: Settings, fid: Fidelity, corpus_id: int, texts: list[s
     """Embed ``texts`` with the model set's ColQwen2 and compare its two-stage search with the exact scan."""
     retriever = load_retriever(settings, device=device, dtype=compute_dtype(device))
     queries = retriever.embed_queries(texts, batch_size=settings.query_batch_size)  # each (n_tokens, 128) float32
-    del retriever
+    del retriever  # not needed past here: its memory goes back before the scans
 
     def search(exact: bool) -> Callable[[torch.Tensor], list[tuple[int, float]]]:
         chosen = settings.model_copy(update={"exact_search": exact})
