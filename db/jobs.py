@@ -246,3 +246,19 @@ def elapsed_s(job: Job, *, now: dt.datetime | None = None) -> float:
     """Seconds from the job's creation to its end (or to ``now`` while it runs)."""
     end = job.ended_at or now or dt.datetime.now(dt.UTC)
     return (end - job.created_at).total_seconds()
+
+
+def recent_question_texts(session: Session, *, corpus_id: int, tenant: str, limit: int) -> list[str]:
+    """Up to ``limit`` distinct question texts of the tenant's jobs on the corpus, newest first (by job, then by
+    question); read as a stream, so only the texts kept are held."""
+    stmt = (
+        select(Question.question).join(Job, Job.id == Question.job_id)
+        .where(Job.corpus_id == corpus_id, Job.tenant == tenant)
+        .order_by(Job.created_at.desc(), Question.id.desc())
+    )
+    texts: dict[str, None] = {}
+    for text_ in session.scalars(stmt.execution_options(yield_per=1000)):
+        texts.setdefault(text_)
+        if len(texts) >= limit:
+            break
+    return list(texts)

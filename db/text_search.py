@@ -16,6 +16,10 @@ from sqlalchemy.orm import Session
 
 from db.schema import TEXT_DIM
 
+#: Nearest passages the dense lane takes per query, and the ``hnsw.ef_search`` it scans them with.
+DENSE_PASSAGES = 200
+DENSE_EF_SEARCH = 200
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 LEXICAL_SQL = """
@@ -72,16 +76,17 @@ def lexical_search(
 
 def dense_search(
     session: Session, *, vectors: np.ndarray, corpus_id: int, document_ids: Sequence[int | None], k: int,
-    model_id: str, n_passages: int = 200,
+    model_id: str, n_passages: int = DENSE_PASSAGES, exact: bool = False,
 ) -> list[list[tuple[int, float]]]:
     """Dense passage search per query vector; a page scores its best passage's cosine similarity (MaxP, Dai &
     Callan 2019). ``vectors`` is ``(n_queries, 384) float32`` with unit rows.
 
     The HNSW index is scanned iteratively (pgvector ≥ 0.8) so a document or corpus filter does not starve the
-    ``n_passages`` nearest passages.
+    ``n_passages`` nearest passages. ``exact``: the same query with index scans disabled for the rest of the
+    transaction, so PostgreSQL reads every passage of the corpus and sorts them (the dense lane's exact scan, which
+    :mod:`services.fidelity` compares the index against).
     """
-    session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    session.execute(text("SET LOCAL hnsw.ef_search = 200"))
+    _dense_settings(session, exact=exact)
     sql = text(DENSE_SQL).bindparams(bindparam("vector", type_=Vector(TEXT_DIM)))
     results = []
     for vector, document_id in zip(vectors, document_ids, strict=True):
@@ -89,3 +94,30 @@ def dense_search(
                                      "document_id": document_id, "k": k, "n_passages": n_passages}).all()
         results.append([(int(pid), float(score)) for pid, score in rows])
     return results
+
+
+def dense_plan_uses_index(session: Session, *, vector: np.ndarray, corpus_id: int, model_id: str) -> bool:
+    """Whether PostgreSQL plans :func:`dense_search` of the ``(384,) float32`` ``vector`` over the whole corpus
+    through the passages' HNSW index; with few passages it may read and sort them all instead, which is exact."""
+    _dense_settings(session, exact=False)
+    sql = text("EXPLAIN " + DENSE_SQL).bindparams(bindparam("vector", type_=Vector(TEXT_DIM)))
+    plan = session.scalars(sql, {"vector": vector, "corpus_id": corpus_id, "model_id": model_id,
+                                 "document_id": None, "k": 1, "n_passages": DENSE_PASSAGES})
+    return any("ix_passages_embedding_hnsw" in line for line in plan)
+
+
+def count_passage_pages(session: Session, *, corpus_id: int, model_id: str) -> int:
+    """Pages of the corpus with at least one passage embedded by ``model_id``."""
+    return session.execute(text(
+        "SELECT count(DISTINCT s.page_id) FROM passages s JOIN pages g ON g.id = s.page_id "
+        "JOIN documents d ON d.id = g.document_id WHERE d.corpus_id = :corpus_id AND s.model_id = :model_id"
+    ), {"corpus_id": corpus_id, "model_id": model_id}).scalar_one()
+
+
+def _dense_settings(session: Session, *, exact: bool) -> None:
+    """The transaction's settings for the dense query: the HNSW scan's, or none of the index for ``exact``."""
+    if exact:
+        session.execute(text("SET LOCAL enable_indexscan = off"))
+        return
+    session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {DENSE_EF_SEARCH}"))

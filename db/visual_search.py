@@ -87,6 +87,15 @@ def index_page_ids(conn: psycopg.Connection, index: VisualIndexRef) -> list[int]
     return [r[0] for r in conn.execute("SELECT page_id FROM page_embeddings WHERE visual_index_id = %s", (index.id,))]
 
 
+def count_embedded_pages(conn: psycopg.Connection, *, corpus_id: int, model_id: str) -> int:
+    """Pages of the corpus with a multi-vector of ``model_id``: what :func:`scan_exact` reads."""
+    return conn.execute(
+        "SELECT count(*) FROM page_embeddings e JOIN pages g ON g.id = e.page_id "
+        "JOIN documents d ON d.id = g.document_id WHERE d.corpus_id = %s AND e.model_id = %s",
+        (corpus_id, model_id),
+    ).fetchone()[0]
+
+
 def scan_exact(
     conn: psycopg.Connection, *, corpus_id: int, model_id: str, batch_pages: int = 256
 ) -> Iterator[tuple[list[int], list[int], list[np.ndarray]]]:

@@ -17,7 +17,7 @@ from models.fusion import Fused
 from models.images import ImageCache
 from models.loading import fit_to_processor, model_ids
 from models.residency import Residency
-from models.retriever import ColQwen2Retriever
+from models.retriever import load_retriever
 from pageqa.domain import NOT_ANSWERABLE
 from pageqa.settings import Settings
 
@@ -89,11 +89,9 @@ class Pipeline:
         home, dtype = self.residency.home, compute_dtype(self.device)
         ids = model_ids(settings)
         self.text_encoder = TextEncoder(ids["text"], device=str(self.device))
-        self.retriever = self.reranker = self.generator = self.extractive = None
-        if ids["retriever"]:
-            self.retriever = ColQwen2Retriever(
-                ids["retriever"], device=home, dtype=dtype, max_pixels=settings.retriever_max_pixels
-            )
+        self.reranker = self.generator = self.extractive = None
+        self.retriever = load_retriever(settings, device=home, dtype=dtype)
+        if self.retriever is not None:
             self.residency.register("retrieve", self.retriever)
         if ids["reranker"]:
             from models.reranker import MonoQwen2VLReranker

@@ -18,7 +18,8 @@ from PIL import Image
 
 from models.adapters import adapter_base, load_lora
 from models.batching import BatchLog
-from models.loading import from_pretrained, plain_text, set_pixel_budget
+from models.loading import from_pretrained, model_ids, plain_text, set_pixel_budget
+from pageqa.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,15 @@ class ColQwen2Retriever:
             emb = self.model(**batch)  # (batch, seq, 128)
             out.extend(torch.from_numpy(v.astype(np.float32)) for v in _strip_padding(emb, batch["attention_mask"]))
         return out
+
+
+def load_retriever(settings: Settings, *, device: torch.device, dtype: torch.dtype) -> ColQwen2Retriever | None:
+    """The model set's ColQwen2 retriever (``model_ids(settings)["retriever"]``, ``retriever_max_pixels``) on
+    ``device``; None for a set without a visual lane (offline). Raises as :class:`ColQwen2Retriever` does."""
+    model_id = model_ids(settings)["retriever"]
+    if model_id is None:
+        return None
+    return ColQwen2Retriever(model_id, device=device, dtype=dtype, max_pixels=settings.retriever_max_pixels)
 
 
 def _strip_padding(emb: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:

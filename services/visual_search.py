@@ -137,6 +137,12 @@ def first_stage_candidates(
     return _first_stage(list(conns), index, [query], [None], params)[0]
 
 
+def skips_first_stage(conn: psycopg.Connection, index: mv.VisualIndexRef, params: SearchParams) -> bool:
+    """Whether the corpus is small enough to need no index: at most ``pooled_candidates`` pages in it, so every page
+    is a candidate and the search scores them all (exactly, when ``exact_candidates`` covers them too)."""
+    return visual_db.count_index_pages(conn, index, up_to=params.pooled_candidates + 1) <= params.pooled_candidates
+
+
 def _fetch_split(
     conns: list[psycopg.Connection], page_ids: list[int], fetch: Callable[[psycopg.Connection, list[int]], dict]
 ) -> dict[int, np.ndarray]:
@@ -162,8 +168,7 @@ def _first_stage(
     conn = conns[0]
     docs = sorted({d for d in document_ids if d is not None})
     by_doc = visual_db.pages_of_documents(conn, model_id=index.model_id, document_ids=docs) if docs else {}
-    # Filters small enough need no index: all their pages are candidates.
-    if visual_db.count_index_pages(conn, index, up_to=params.pooled_candidates + 1) <= params.pooled_candidates:
+    if skips_first_stage(conn, index, params):
         every = visual_db.index_page_ids(conn, index)
         return [every if d is None else by_doc[d] for d in document_ids]
     out: list[list[int] | None] = [

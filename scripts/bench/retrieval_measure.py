@@ -4,7 +4,6 @@ fidelity guard (baseline latency)."""
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from db import multivector as mv
 from scripts.bench.retrieval_load import MODEL_ID
 from scripts.bench.retrieval_report import Result
+from services.fidelity import K, ndcg_at_k, recall_at_k
 from services.visual_search import SearchParams, exact_search, two_stage_search
 
 CHUNK = 16
@@ -65,14 +65,12 @@ def measure_exact(conn: psycopg.Connection, *, corpus_id: int, qs: list[torch.Te
 
 def recall(truth_row: torch.Tensor, got: list[int]) -> float:
     """Share of the exact MaxSim top 10 (``truth_row``: scores of every page) among the pages ``got``."""
-    return len(set(got) & set(torch.topk(truth_row, 10).indices.tolist())) / 10
+    return recall_at_k(got, torch.topk(truth_row, K).indices.tolist())
 
 
 def ndcg(truth_row: torch.Tensor, got: list[int]) -> float:
     """nDCG@10 of the ranked pages ``got`` with their exact MaxSim scores as gains."""
-    dcg = sum(g / math.log2(r + 2) for r, g in enumerate(truth_row[got].tolist() if got else []))
-    idcg = sum(g / math.log2(r + 2) for r, g in enumerate(torch.topk(truth_row, 10).values.tolist()))
-    return dcg / idcg
+    return ndcg_at_k(truth_row[got].tolist() if got else [], torch.topk(truth_row, K).values.tolist())
 
 
 def chunk_throughput(conns: list[psycopg.Connection], index: mv.VisualIndexRef, qs: list[torch.Tensor],

@@ -94,6 +94,28 @@ def bench_retrieval_sweep(
     console.print(sweep(get_settings(), n_pages=pages, combos=combos), markup=False, highlight=False)
 
 
+@command(bench_app, "fidelity")
+def bench_fidelity(
+    corpus: Annotated[str, typer.Option(help="The stored corpus to measure.")],
+    tenant: Annotated[str | None, typer.Option(help="Whose corpus and past questions (default 'default').")] = None,
+    questions: Annotated[Path | None, typer.Option(
+        help="A question file as `pageqa submit` reads (CSV/JSONL: custom_id,question[,document]); default: the "
+             "tenant's past questions on the corpus, newest first.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most N distinct question texts.")] = 100,
+    doc: Annotated[Path | None, typer.Option(help="Markdown file that keeps the table, in a section per command; "
+                                                  "default: the repository's docs/benchmarks.md.")] = None,
+) -> None:
+    """The production search against its exact scan on a stored corpus, for the same question texts: recall@10,
+    nDCG@10, latency p50/p95 of each, and whether the first stage ran (docs/benchmarks.md). The offline model set
+    has no visual lane: its dense lane's HNSW search is compared with an exact scan of the same passage vectors."""
+    from scripts.bench.fidelity import DOC_PATH, run
+
+    settings = get_settings()
+    prepare(settings)
+    body = run(settings, corpus=corpus, tenant=tenant, questions=questions, limit=limit, doc=doc or DOC_PATH)
+    console.print(body, markup=False, highlight=False)
+
+
 @command(bench_app, "ingest")
 def bench_ingest(
     pdf_dir: Annotated[Path, typer.Option(help="Folder of PDFs, read in place.")]
