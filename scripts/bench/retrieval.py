@@ -145,7 +145,7 @@ def sweep(settings: Settings, *, n_pages: int, combos: list[SearchParams]) -> st
         raise ConfigError(f"{path}: no kept benchmark corpus of {n_pages} pages; run "
                           f"`pageqa bench retrieval --pages {n_pages} --keep` first")
     saved = torch.load(path)
-    qs, truth = saved["queries"], saved["truth"]
+    qs, truth, targets = saved["queries"], saved["truth"], saved["targets"]
     variants = saved.get("variants", ["base"] * len(qs))  # corpora kept before the variants: base queries only
     url = make_url(resolve_database_url(settings)).set(database=f"pageqa_bench_{n_pages}")
     conns = [mv.connect(conninfo(url)) for _ in range(settings.search_connections)]
@@ -156,8 +156,8 @@ def sweep(settings: Settings, *, n_pages: int, combos: list[SearchParams]) -> st
     for params in combos:
         for variant in dict.fromkeys(variants):
             rows = [i for i, v in enumerate(variants) if v == variant]
-            lines.append(f"| {variant} " + _sweep_row(conns, index, [qs[i] for i in rows], truth[rows], page_of,
-                                                      params, device))
+            lines.append(f"| {variant} " + _sweep_row(conns, index, [qs[i] for i in rows], truth[rows],
+                                                      [targets[i] for i in rows], page_of, params, device))
             log.info(lines[-1])
     for c in conns:
         c.close()
@@ -169,15 +169,19 @@ def sweep(settings: Settings, *, n_pages: int, combos: list[SearchParams]) -> st
 
 
 def _sweep_row(conns: list[psycopg.Connection], index: mv.VisualIndexRef, qs: list[torch.Tensor],
-               truth: torch.Tensor, page_of: dict[int, int], params: SearchParams, device: torch.device) -> str:
+               truth: torch.Tensor, targets: list[int], page_of: dict[int, int], params: SearchParams,
+               device: torch.device) -> str:
     """One table row from its second column on: ``params`` and what they give over the queries ``qs`` (first-stage
-    recall, recall@10, nDCG@10, latency, chunk throughput, milliseconds per stage)."""
-    first, final, ndcgs, latency, stages = [], [], [], [], StageTimes()
+    recall of the exact top 10 and of the ``targets``, recall@10, the target in the top 10, nDCG@10, latency,
+    chunk throughput, milliseconds per stage)."""
+    first, first_target, final, found, ndcgs, latency, stages = [], [], [], [], [], [], StageTimes()
     two_stage_search(conns, index, qs[:1], document_ids=[None], k=10, params=params, device=device)
     for c in conns:
         c.rollback()
     for i, q in enumerate(qs):
-        first.append(recall(truth[i], [page_of[p] for p in first_stage_candidates(conns, index, q, params)]))
+        candidates = [page_of[p] for p in first_stage_candidates(conns, index, q, params)]
+        first.append(recall(truth[i], candidates))
+        first_target.append(targets[i] in candidates)
         t0 = time.perf_counter()
         hits = two_stage_search(conns, index, [q], document_ids=[None], k=10, params=params, device=device,
                                 times=stages)[0]
@@ -185,12 +189,15 @@ def _sweep_row(conns: list[psycopg.Connection], index: mv.VisualIndexRef, qs: li
         for c in conns:
             c.rollback()
         final.append(recall(truth[i], [page_of[p] for p, _ in hits]))
+        found.append(targets[i] in [page_of[p] for p, _ in hits])
         ndcgs.append(ndcg(truth[i], [page_of[p] for p, _ in hits]))
     qps = chunk_throughput(conns, index, qs, params, device)
     n = len(qs)
     return (
-        f"| {len(qs)} | {params.per_token} | {params.ef_search} | {params.pooled_candidates} | {params.exact_candidates} | "
-        f"{np.mean(first):.3f} | {np.mean(final):.3f} | {np.mean(ndcgs):.4f} | {pct(latency, 50):.0f} / "
+        f"| {len(qs)} | {params.per_token} | {params.ef_search} | {params.pooled_candidates} | "
+        f"{params.exact_candidates} | "
+        f"{np.mean(first):.3f} / {np.mean(first_target):.3f} | {np.mean(final):.3f} / {np.mean(found):.3f} | "
+        f"{np.mean(ndcgs):.4f} | {pct(latency, 50):.0f} / "
         f"{pct(latency, 95):.0f} | {qps:.1f} | {stages.first_stage_ms / n:.1f} / {stages.pooled_ms / n:.1f} / "
         f"{stages.exact_ms / n:.1f} |"
     )
