@@ -58,6 +58,7 @@ from scripts.bench.retrieval_report import (
     report,
 )
 from scripts.bench.synthetic import SyntheticCorpus
+from scripts.bench.synthetic_mixed import MixedCorpus
 from services.visual_search import (
     SearchParams,
     StageTimes,
@@ -71,44 +72,55 @@ DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
 
 def run(settings: Settings, *, pages: list[int], queries: int, exact_queries: int, params: SearchParams,
-        spec: PoolingSpec, keep: bool) -> str:
-    """Run the benchmark for each size in ``pages``; returns the Markdown section (also written to the docs)."""
+        spec: PoolingSpec, keep: bool, variant_pages: int = 0, variant_queries: int = 30,
+        lookalikes: int = 500) -> str:
+    """Run the benchmark for each size in ``pages`` (base pages; ``variant_pages`` pages of each adversarial
+    variant are added, ``variant_queries`` queries each); returns the Markdown section (also written to the docs)."""
     n_connections = settings.search_connections
     torch.set_num_threads(os.cpu_count() or 1)
     results = []
     for n in pages:
         nq = min(queries, n)
-        results.append(bench_size(settings, n_pages=n, n_queries=nq, n_exact=min(exact_queries, nq),
-                                  params=params, spec=spec, keep=keep, n_connections=n_connections))
+        corpus = MixedCorpus(SyntheticCorpus(n), variant_pages=variant_pages, lookalikes=lookalikes)
+        results.append(bench_size(settings, corpus, n_queries=nq, n_exact=min(exact_queries, nq),
+                                  n_variant_queries=min(variant_queries, variant_pages), params=params, spec=spec,
+                                  keep=keep, n_connections=n_connections))
         log.info("N=%d done", n)
     body = report(results, params=params, spec=spec, n_connections=n_connections)
     write_section(DOC_PATH, " ".join(sys.argv[1:]) or "default", body, tag="bench_retrieval", header=DOC_HEADER)
     return body
 
 
-def bench_size(settings: Settings, *, n_pages: int, n_queries: int, n_exact: int, params: SearchParams,
-               spec: PoolingSpec, keep: bool, n_connections: int) -> Result:
-    """Load one synthetic corpus of ``n_pages`` into a fresh database and measure it: ``n_queries`` through the
-    two-stage search on ``n_connections`` connections, the first ``n_exact`` also through the exact scan. With
-    ``keep`` the database stays, and the queries and ground truth are saved for :func:`sweep`."""
-    res = Result(n_pages, n_queries, n_exact)
+def bench_size(settings: Settings, corpus: MixedCorpus, *, n_queries: int, n_exact: int, n_variant_queries: int,
+               params: SearchParams, spec: PoolingSpec, keep: bool, n_connections: int) -> Result:
+    """Load ``corpus`` into a fresh database and measure it: ``n_queries`` base queries and ``n_variant_queries``
+    per adversarial variant through the two-stage search on ``n_connections`` connections, the first ``n_exact``
+    base queries also through the exact scan. With ``keep`` the database stays, and the queries and ground truth
+    are saved for :func:`sweep`."""
+    n_pages = corpus.base.n_pages
+    res = Result(n_pages, n_queries, n_exact, adversarial_pages=corpus.n_pages - n_pages)
     dsn = fresh_database(settings, f"pageqa_bench_{n_pages}")
     device = torch.device("cpu")
-    corpus = SyntheticCorpus(n_pages)
-    qs, targets = corpus.queries(n_queries)
+    qs, targets, variants = [], [], []
+    for variant in ("base", *corpus.variants()):
+        q, t = corpus.queries(variant, n_queries if variant == "base" else n_variant_queries)
+        qs, targets, variants = qs + q, targets + t, variants + [variant] * len(q)
     with mv.connect(dsn) as conn:
         corpus_id, index, truth = load_corpus(conn, corpus, qs, spec=spec, device=device, res=res)
         build_index(conn, res)
         page_of = page_index(conn, index)  # page id -> synthetic page index
         conn.rollback()
         conns = [conn] + [mv.connect(dsn) for _ in range(n_connections - 1)]
-        measure(conns, index, qs, targets, truth, page_of, params, device, res)
+        measure(conns, index, qs, targets, truth, page_of, params, device, res, variants)
         for c in conns[1:]:
             c.close()
         measure_exact(conn, corpus_id=corpus_id, qs=qs[:n_exact], truth=truth, page_of=page_of, device=device,
                       res=res)
+    for v in res.variants:
+        v.lookalikes = corpus.lookalikes_of(v.variant)
     if keep:  # with the ground truth, so that search settings can be tried again without reloading
-        torch.save({"queries": qs, "targets": targets, "truth": truth}, _truth_path(settings, n_pages))
+        torch.save({"queries": qs, "targets": targets, "truth": truth, "variants": variants},
+                   _truth_path(settings, n_pages))
     else:
         drop_database(settings, f"pageqa_bench_{n_pages}")
     return res
@@ -133,7 +145,8 @@ def sweep(settings: Settings, *, n_pages: int, combos: list[SearchParams]) -> st
         raise ConfigError(f"{path}: no kept benchmark corpus of {n_pages} pages; run "
                           f"`pageqa bench retrieval --pages {n_pages} --keep` first")
     saved = torch.load(path)
-    qs, truth = saved["queries"], saved["truth"]
+    qs, truth, targets = saved["queries"], saved["truth"], saved["targets"]
+    variants = saved.get("variants", ["base"] * len(qs))  # corpora kept before the variants: base queries only
     url = make_url(resolve_database_url(settings)).set(database=f"pageqa_bench_{n_pages}")
     conns = [mv.connect(conninfo(url)) for _ in range(settings.search_connections)]
     index = mv.visual_index(conns[0], corpus_id=1, model_id=MODEL_ID)
@@ -141,27 +154,34 @@ def sweep(settings: Settings, *, n_pages: int, combos: list[SearchParams]) -> st
     page_of = page_index(conns[0], index)
     lines = list(SWEEP_HEADER)
     for params in combos:
-        lines.append(_sweep_row(conns, index, qs, truth, page_of, params, device))
-        log.info(lines[-1])
+        for variant in dict.fromkeys(variants):
+            rows = [i for i, v in enumerate(variants) if v == variant]
+            lines.append(f"| {variant} " + _sweep_row(conns, index, [qs[i] for i in rows], truth[rows],
+                                                      [targets[i] for i in rows], page_of, params, device))
+            log.info(lines[-1])
     for c in conns:
         c.close()
     command, date = command_and_date()
-    body = (f"`{command}` — {date}, {len(qs)} queries, {settings.search_connections} connections, the same "
-            f"machine\n\n" + "\n".join(lines) + "\n")
+    body = (f"`{command}` — {date}, {settings.search_connections} connections, the same machine\n\n"
+            + "\n".join(lines) + "\n")
     write_section(DOC_PATH, " ".join(sys.argv[1:]), body, tag="bench_retrieval", header=DOC_HEADER)
     return body
 
 
 def _sweep_row(conns: list[psycopg.Connection], index: mv.VisualIndexRef, qs: list[torch.Tensor],
-               truth: torch.Tensor, page_of: dict[int, int], params: SearchParams, device: torch.device) -> str:
-    """One table row: ``params`` and what they give over the queries ``qs`` (first-stage recall, recall@10,
-    nDCG@10, latency, chunk throughput, milliseconds per stage)."""
-    first, final, ndcgs, latency, stages = [], [], [], [], StageTimes()
+               truth: torch.Tensor, targets: list[int], page_of: dict[int, int], params: SearchParams,
+               device: torch.device) -> str:
+    """One table row from its second column on: ``params`` and what they give over the queries ``qs`` (first-stage
+    recall of the exact top 10 and of the ``targets``, recall@10, the target in the top 10, nDCG@10, latency,
+    chunk throughput, milliseconds per stage)."""
+    first, first_target, final, found, ndcgs, latency, stages = [], [], [], [], [], [], StageTimes()
     two_stage_search(conns, index, qs[:1], document_ids=[None], k=10, params=params, device=device)
     for c in conns:
         c.rollback()
     for i, q in enumerate(qs):
-        first.append(recall(truth[i], [page_of[p] for p in first_stage_candidates(conns, index, q, params)]))
+        candidates = [page_of[p] for p in first_stage_candidates(conns, index, q, params)]
+        first.append(recall(truth[i], candidates))
+        first_target.append(targets[i] in candidates)
         t0 = time.perf_counter()
         hits = two_stage_search(conns, index, [q], document_ids=[None], k=10, params=params, device=device,
                                 times=stages)[0]
@@ -169,12 +189,15 @@ def _sweep_row(conns: list[psycopg.Connection], index: mv.VisualIndexRef, qs: li
         for c in conns:
             c.rollback()
         final.append(recall(truth[i], [page_of[p] for p, _ in hits]))
+        found.append(targets[i] in [page_of[p] for p, _ in hits])
         ndcgs.append(ndcg(truth[i], [page_of[p] for p, _ in hits]))
     qps = chunk_throughput(conns, index, qs, params, device)
     n = len(qs)
     return (
-        f"| {params.per_token} | {params.ef_search} | {params.pooled_candidates} | {params.exact_candidates} | "
-        f"{np.mean(first):.3f} | {np.mean(final):.3f} | {np.mean(ndcgs):.4f} | {pct(latency, 50):.0f} / "
+        f"| {len(qs)} | {params.per_token} | {params.ef_search} | {params.pooled_candidates} | "
+        f"{params.exact_candidates} | "
+        f"{np.mean(first):.3f} / {np.mean(first_target):.3f} | {np.mean(final):.3f} / {np.mean(found):.3f} | "
+        f"{np.mean(ndcgs):.4f} | {pct(latency, 50):.0f} / "
         f"{pct(latency, 95):.0f} | {qps:.1f} | {stages.first_stage_ms / n:.1f} / {stages.pooled_ms / n:.1f} / "
         f"{stages.exact_ms / n:.1f} |"
     )

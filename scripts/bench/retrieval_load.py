@@ -17,7 +17,8 @@ from models.late_interaction import maxsim
 from models.pooling import PoolingSpec, pool_pages
 from pageqa.settings import Settings
 from scripts.bench.retrieval_report import Result
-from scripts.bench.synthetic import DIM, SyntheticCorpus
+from scripts.bench.synthetic import DIM
+from scripts.bench.synthetic_mixed import MixedCorpus
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def conninfo(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def load_corpus(conn: psycopg.Connection, corpus: SyntheticCorpus, qs: list[torch.Tensor], *, spec: PoolingSpec,
+def load_corpus(conn: psycopg.Connection, corpus: MixedCorpus, qs: list[torch.Tensor], *, spec: PoolingSpec,
                 device: torch.device, res: Result) -> tuple[int, mv.VisualIndexRef, torch.Tensor]:
     """Load every page of ``corpus`` batch by batch, the HNSW index dropped, and time each phase into ``res``.
 
@@ -97,7 +98,7 @@ def build_index(conn: psycopg.Connection, res: Result) -> None:
     conn.execute("VACUUM ANALYZE page_pool_vectors")
     conn.autocommit = False
     res.bytes_per_page = {
-        table: conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0] / res.n_pages
+        table: conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0] / res.total_pages
         for table in ("page_embeddings", "page_pool_vectors", "visual_indexes")
     }
     res.server = _server_settings(conn)

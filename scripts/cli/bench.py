@@ -61,6 +61,11 @@ def bench_retrieval(
     queries: Annotated[int, typer.Option(help="Benchmark queries per size.")] = 100,
     exact_queries: Annotated[int, typer.Option(help="Queries also run through the exact scan.")] = 5,
     keep: Annotated[bool, typer.Option(help="Keep the benchmark databases.")] = False,
+    variant_pages: Annotated[int, typer.Option(
+        min=0, help="Pages of each adversarial variant (needle, near-duplicate) added to every corpus; 0: none.")]
+    = 1000,
+    variant_queries: Annotated[int, typer.Option(min=1, help="Queries per adversarial variant.")] = 30,
+    lookalikes: Annotated[int, typer.Option(min=1, help="Needle pages sharing each template.")] = 500,
 ) -> None:
     """Two-stage late-interaction search vs the exact scan on synthetic ColQwen2-shaped corpora (docs/benchmarks.md)."""
     from models.pooling import PoolingSpec
@@ -69,7 +74,8 @@ def bench_retrieval(
 
     settings = get_settings()
     body = run(settings, pages=pages, queries=queries, exact_queries=exact_queries,
-               params=SearchParams.of(settings), spec=PoolingSpec.of(settings), keep=keep)
+               params=SearchParams.of(settings), spec=PoolingSpec.of(settings), keep=keep,
+               variant_pages=variant_pages, variant_queries=variant_queries, lookalikes=lookalikes)
     console.print(body, markup=False, highlight=False)
 
 

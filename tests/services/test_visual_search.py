@@ -15,6 +15,7 @@ from db.schema import VISUAL_DIM, Corpus, Document, Page
 from models.pooling import PoolingSpec, kmeans_pool, pool_pages
 from pageqa.errors import ConfigError
 from scripts.bench.synthetic import SyntheticCorpus
+from scripts.bench.synthetic_mixed import MixedCorpus
 from services.visual_search import SearchParams, exact_search, two_stage_search, visual_search
 
 CPU = torch.device("cpu")
@@ -57,6 +58,34 @@ def synthetic(settings, services):
     queries, targets = corpus.queries(24, from_batches=2)
     return {"corpus_id": corpus_id, "doc_ids": doc_ids, "page_ids": page_ids, "queries": queries,
             "targets": [page_ids[t] for t in targets], "other_page_ids": set(other[2])}
+
+
+@pytest.fixture(scope="module")
+def adversarial(settings, services):
+    """A corpus of 80 base pages, 100 needle pages (4 templates of 25 look-alikes) and 100 near-duplicate pages
+    (runs of 8–64), with 6 queries per variant."""
+    corpus = MixedCorpus(SyntheticCorpus(80, seed=11, batch_pages=50, n_topics=8), variant_pages=100, lookalikes=25)
+    corpus_id, _, page_ids = _load(settings, "li-adversarial", corpus, docs=1)
+    out = {"corpus_id": corpus_id, "n_pages": len(page_ids),
+           "largest_group": max(corpus.block(v)[1].group_sizes().max() for v in corpus.variants())}
+    for variant in ("needle", "near-duplicate"):
+        queries, targets = corpus.queries(variant, 6, from_batches=2)
+        out[variant] = {"corpus_id": corpus_id, "queries": queries, "targets": [page_ids[t] for t in targets]}
+    return out
+
+
+@pytest.mark.parametrize("variant", ["needle", "near-duplicate"])
+def test_two_stage_returns_the_exact_top5_on_adversarial_pages(settings, adversarial, variant):
+    # 280 pages > 100 pooled candidates: the HNSW first stage selects. The exact stage takes 70 pages, as many as
+    # the largest look-alike group: the ranks after the first are near-ties within a group (a near-duplicate run
+    # of 59 pages here), and with 40 exact candidates the pooled rescoring dropped one of the exact top 5.
+    params = SearchParams(per_token=200, ef_search=200, pooled_candidates=100, exact_candidates=70)
+    assert adversarial["n_pages"] > params.pooled_candidates >= params.exact_candidates >= adversarial["largest_group"]
+    case = adversarial[variant]
+    two, exact = _search(settings, case, [None] * len(case["queries"]), params=params)
+    for got, want, target in zip(two, exact, case["targets"], strict=True):
+        assert [p for p, _ in got] == [p for p, _ in want]
+        assert got[0][0] == target, "the query's page first"
 
 
 def _search(settings, synthetic, document_ids, *, params=PARAMS):
