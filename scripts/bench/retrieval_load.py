@@ -90,7 +90,7 @@ def build_index(conn: psycopg.Connection, res: Result) -> None:
     """Build the HNSW index after the load and analyse the tables; the build time, the bytes per page of each
     table and the server settings go into ``res``."""
     t0 = time.perf_counter()
-    mv.build_first_stage_index(conn, maintenance_work_mem="4GB", workers=1)
+    mv.build_first_stage_index(conn)  # the server's settings, as `pageqa index rebuild` builds it
     conn.commit()
     res.index_s = time.perf_counter() - t0
     conn.autocommit = True
@@ -137,6 +137,7 @@ def _pages(conn: psycopg.Connection, doc_ids: list[int], start: int, n: int) -> 
 
 def _server_settings(conn: psycopg.Connection) -> str:
     """The server settings that matter for these figures, as one line."""
-    shows = [f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}" for name in ("shared_buffers", "max_wal_size")]
+    shows = [f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}" for name in (
+        "shared_buffers", "max_wal_size", "work_mem", "maintenance_work_mem", "max_parallel_maintenance_workers")]
     version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
     return ", ".join(shows) + f", pgvector {version}"

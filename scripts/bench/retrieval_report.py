@@ -77,7 +77,7 @@ def report(results: list[Result], *, params: SearchParams, spec: PoolingSpec, n_
         f"Settings: pooling `{spec.name}`; per_token={params.per_token}, ef_search={params.ef_search}, "
         f"pooled_candidates={params.pooled_candidates}, exact_candidates={params.exact_candidates}, "
         f"search_connections={n_connections}; HNSW m=16, "
-        "ef_construction=64 (pgvector defaults), built with maintenance_work_mem=4GB.\n\n"
+        "ef_construction=64 (pgvector defaults), built with the server's settings (above).\n\n"
         + "\n".join(_figures(results, cols)) + "\n\n" + "\n".join(_phases(results, cols)) + "\n"
         + _variants_section(results, params)
     )
