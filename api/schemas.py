@@ -36,6 +36,13 @@ class ErrorBody(Sent):
     error: ErrorDetail
 
 
+def cursor_page(data: list, more: bool) -> dict:
+    """The fields of a cursor page of ``data`` (items with an ``id``): ``data``, ``first_id``, ``last_id`` (None on
+    an empty page) and ``has_more``; ``after=last_id`` asks for the next page."""
+    return {"data": data, "first_id": data[0].id if data else None, "last_id": data[-1].id if data else None,
+            "has_more": more}
+
+
 def error_body(code: str, message: str) -> dict:
     """The JSON body of every error response: ``{"error": {"code", "message"}}`` (:class:`ErrorBody`)."""
     return ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump()

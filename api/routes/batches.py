@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.batch_schemas import BatchCreate, BatchList, BatchPublic, batch_record
 from api.deps import SettingsDep, TenantDep
-from api.schemas import ErrorBody
+from api.schemas import ErrorBody, cursor_page
 from pageqa.errors import PageQAError
 from pageqa.settings import Settings
 from services import batches
@@ -53,9 +53,7 @@ def list_batches(
 ) -> BatchList:
     """The tenant's batches, newest first, a page at a time (``after`` the last id of the previous page)."""
     views, more = batches.list_batches(settings, tenant=tenant, limit=limit, after=after)
-    data = [batch_record(v) for v in views]
-    return BatchList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                     has_more=more)
+    return BatchList(**cursor_page([batch_record(v) for v in views], more))
 
 
 @router.get("/batches/{batch_id}", summary="Get a batch", response_model=BatchPublic)

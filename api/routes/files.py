@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from api.batch_schemas import FileDeleted, FileList, FilePublic, file_record
 from api.deps import SettingsDep, TenantDep
+from api.schemas import cursor_page
 from services import files
 
 router = APIRouter(tags=["files (OpenAI-compatible)"])
@@ -44,9 +45,7 @@ def list_files(
 ) -> FileList:
     """The tenant's files by creation time (newest first unless ``order=asc``), a page at a time."""
     found, more = files.list_files(settings, tenant=tenant, purpose=purpose, limit=limit, after=after, order=order)
-    data = [file_record(f) for f in found]
-    return FileList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                    has_more=more)
+    return FileList(**cursor_page([file_record(f) for f in found], more))
 
 
 @router.get("/files/{file_id}", summary="Get a file", response_model=FilePublic)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from api.deps import SettingsDep, TenantDep, uploads_dir
-from api.schemas import ErrorBody, JobList, JobPublic, job_record
+from api.schemas import ErrorBody, JobList, JobPublic, cursor_page, job_record
 from pageqa.domain import JobStatus, split_lanes
 from pageqa.errors import InputError, PageQAError
 from pageqa.options import JobOptions, job_options
@@ -154,9 +154,7 @@ def list_jobs(
 ) -> JobList:
     """The tenant's jobs, newest first, a page at a time (``after`` the last id of the previous page)."""
     details, more = job_views.list_job_details(settings, tenant=tenant, status=status, limit=limit, after=after)
-    data = [job_record(detail) for detail in details]
-    return JobList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                   has_more=more)
+    return JobList(**cursor_page([job_record(detail) for detail in details], more))
 
 
 @router.get("/jobs/{job_id}", summary="Get a job", response_model=JobPublic)
