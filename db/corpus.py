@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from db.schema import Corpus, Document, Page, PageEmbedding, Passage
+from db.schema import Corpus, Document, Page, PageEmbedding, Passage, Question
+from pageqa.domain import QuestionStatus
 from pageqa.errors import NotFoundError
 
 NAME_MAX_CHARS = 300  # a document's title or file name as stored: longer than file names get, short enough to show
@@ -154,18 +155,30 @@ def corpus_of_documents(session: Session, *, document_ids: Sequence[int]) -> dic
 
 @dataclass(frozen=True)
 class Deleted:
-    """What a delete removed: documents, pages, multi-vectors, passages and citations (counts)."""
+    """What a delete removed: documents, pages, multi-vectors, passages and citations (counts), and the unanswered
+    questions restricted to a deleted document that it failed, with their jobs."""
 
     documents: int
     pages: int
     embeddings: int
     passages: int
     citations: int
+    questions_failed: int = 0
+    jobs: tuple[str, ...] = ()
+
+
+#: The last error of a question whose document filter was deleted before it was answered.
+DOCUMENT_DELETED = "its document was deleted from the corpus before it was answered (a document filter never widens)"
 
 
 def delete_documents(session: Session, *, corpus_id: int, document_ids: Sequence[int] | None = None) -> Deleted:
     """Delete documents of a corpus (all of them when ``document_ids`` is None) with their pages, multi-vectors,
     passages, lane hits and citations (foreign keys cascade; counted first). Answers stay, minus those citations.
+
+    Questions restricted to a deleted document that have not ended (``queued`` or ``running``) are ``failed`` with
+    :data:`DOCUMENT_DELETED` first, in the same transaction: the foreign key then clears their ``document_id``, and
+    a question left waiting would be answered from the whole corpus. A worker running one finds it ended and does
+    not write its answer. The caller ends the jobs in :attr:`Deleted.jobs` that have nothing left to run.
     """
     from db.schema import Citation
 
@@ -177,7 +190,15 @@ def delete_documents(session: Session, *, corpus_id: int, document_ids: Sequence
     def count(model, column) -> int:
         return session.scalar(select(func.count()).select_from(model).where(column.in_(pages))) or 0
 
+    failed = session.scalars(
+        update(Question)
+        .where(Question.document_id.in_(docs),
+               Question.status.in_([QuestionStatus.queued, QuestionStatus.running]))
+        .values(status=QuestionStatus.failed, last_error=DOCUMENT_DELETED, lease_expires_at=None)
+        .returning(Question.job_id)
+    ).all()
     counts = Deleted(
+        questions_failed=len(failed), jobs=tuple(sorted(set(failed))),
         documents=session.scalar(select(func.count()).select_from(docs.subquery())) or 0,
         pages=count(Page, Page.id),
         embeddings=count(PageEmbedding, PageEmbedding.page_id),

@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 
 from PIL import Image
+from psycopg.errors import ForeignKeyViolation
+from sqlalchemy.exc import IntegrityError
 
 from db import answers as answers_db
 from db import jobs as jobs_db
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Longest delay, in seconds, before a failed question's next attempt.
 MAX_BACKOFF_S = 600.0
+
+#: The last error of questions handed back because pages they cited were deleted while the models ran.
+CITED_DELETED = "pages it cited were deleted while it was answered; answering it again"
 
 
 def answer_chunk(
@@ -100,6 +105,10 @@ def _answer(
             back = lifecycle.release(session, ids=[qid], error=error, max_attempts=settings.max_attempts,
                                      delay_s=delay)
             retry.setdefault(delay, []).extend(back.requeued)
+        if solver.cited_deleted:  # not the question's fault: back at once, the attempt refunded
+            back = lifecycle.release(session, ids=solver.cited_deleted, error=CITED_DELETED,
+                                     max_attempts=settings.max_attempts, refund=True)
+            retry.setdefault(0.0, []).extend(back.requeued)
         finalizing = lifecycle.finish_jobs(session, job_ids=[job.id])
         run.record(session, error=next(iter(solver.failures.values()), None))
     _finalize(settings, finalizing)
@@ -149,6 +158,7 @@ class _Solver:
     def __init__(self, settings: Settings, pipe, job: Job, options: Options, keys: dict[int, str], run: ChunkRun):
         self.settings, self.pipe, self.job, self.options, self.keys, self.run = settings, pipe, job, options, keys, run
         self.failures: dict[int, str] = {}  # question id -> one-line error of its last attempt
+        self.cited_deleted: list[int] = []  # questions whose answer cited pages deleted meanwhile
         self.written = 0
 
     def solve(self, batch: list[ChunkQuestion]) -> None:
@@ -190,9 +200,26 @@ class _Solver:
         return retrieved, answers, retrieve_ms
 
     def _write(self, answers, retrieved, retrieve_ms: float) -> None:
+        """Write the batch's answers in one transaction. When a document is deleted under it, a citation's page
+        is gone (a foreign-key violation): nothing of the batch is written and its questions are handed back at
+        once (:data:`CITED_DELETED`), rather than left ``running`` until their lease expires."""
+        try:
+            written = self._write_all(answers, retrieved, retrieve_ms)
+        except IntegrityError as exc:
+            if not isinstance(exc.orig, ForeignKeyViolation):
+                raise
+            log.warning("%d answers of %s cited deleted pages; handing them back", len(answers), self.job.id)
+            self.cited_deleted.extend(a.question_id for a in answers)
+            return
+        self.written += written
+        self.run.add(retrieve_ms=retrieve_ms * len(answers), rerank_ms=sum(a.timings_ms["rerank"] for a in answers),
+                     generate_ms=sum(a.timings_ms["generate"] for a in answers))
+
+    def _write_all(self, answers, retrieved, retrieve_ms: float) -> int:
+        written = 0
         with session_scope(self.settings) as session:
             for a, r in zip(answers, retrieved, strict=True):
-                self.written += answers_db.record_answer(session, new=answers_db.NewAnswer(
+                written += answers_db.record_answer(session, new=answers_db.NewAnswer(
                     question_id=a.question_id, answer=a.answer, kind=a.kind, evidence_page_id=a.evidence_page_id,
                     citations=[answers_db.NewCitation(c.page_id, c.rank, c.retrieval_score, c.rerank_score, c.lanes)
                                for c in a.citations],
@@ -200,8 +227,7 @@ class _Solver:
                     **self.pipe.model_ids, dedup_key=self.keys[a.question_id],
                     retrieve_ms=retrieve_ms, rerank_ms=a.timings_ms["rerank"], generate_ms=a.timings_ms["generate"],
                 ))
-        self.run.add(retrieve_ms=retrieve_ms * len(answers), rerank_ms=sum(a.timings_ms["rerank"] for a in answers),
-                     generate_ms=sum(a.timings_ms["generate"] for a in answers))
+        return written
 
 
 def answer_options(settings: Settings, raw: dict) -> Options:

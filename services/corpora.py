@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from db import corpus as corpus_db
+from db import lifecycle
 from db import pages as pages_db
 from db.engine import session_scope
 from models.loading import model_ids
@@ -99,6 +100,9 @@ def delete_documents(
     """Delete a document of the tenant's corpus (by file name or title), or every document when ``document`` is
     None, with their pages, embeddings, index entries and citations (the answers stay); returns what went.
 
+    Unanswered questions restricted to a deleted document fail (:func:`db.corpus.delete_documents`); a job left
+    with nothing to run ends.
+
     Raises:
         NotFoundError: no such corpus, or no such document in it.
     """
@@ -110,4 +114,9 @@ def delete_documents(
             if doc is None:
                 raise NotFoundError(f"no document {document!r} in corpus {corpus!r}")
             ids = [doc.id]
-        return corpus_db.delete_documents(session, corpus_id=corpus_id, document_ids=ids)
+        gone = corpus_db.delete_documents(session, corpus_id=corpus_id, document_ids=ids)
+        finalizing = lifecycle.finish_jobs(session, job_ids=list(gone.jobs))
+    if finalizing:  # the second step of a job's end, after ``finalizing`` committed (as a worker's last chunk does)
+        with session_scope(settings) as session:
+            lifecycle.finalize_jobs(session, job_ids=finalizing)
+    return gone

@@ -123,3 +123,6 @@ def delete(
     gone = delete_documents(settings, corpus=corpus, document=document)
     console.print(f"deleted {gone.documents} documents: {gone.pages} pages, {gone.embeddings} multi-vectors, "
                   f"{gone.passages} passages, {gone.citations} citations")
+    if gone.questions_failed:
+        console.print(f"failed {gone.questions_failed} unanswered questions restricted to it, of "
+                      f"{len(gone.jobs)} jobs: {', '.join(gone.jobs)}")
