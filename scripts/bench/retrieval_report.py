@@ -202,6 +202,48 @@ How the search works, and why:
   on this CPU, unpacking bits to floats for a few hundred candidates cost more than reading the fine float16 tier.
 * The HNSW index holds 16 rows per page (1.6 M at 100k pages); more rows per page would make the first stage
   better and the build and every search slower.
+* **MUVERA fixed-dimensional encodings** (Dhulipala et al., NeurIPS 2024) were tried as the first stage for issue 18
+  and dropped: one vector per page (SimHash buckets, bucket means with empty buckets filled from the nearest patch
+  for pages, bucket sums for queries, a random ±1 projection per bucket, repetitions concatenated), so that one
+  HNSW search per query would replace one per token and, with a better-ranked list, fewer candidates would need
+  their tiers read. It does not rank well enough on these pages. In a throwaway experiment (not in the repository)
+  on 5,000 base pages of `scripts/bench/synthetic.py` plus 1,000 needle and 1,000 near-duplicate pages, with 100
+  base, 60 needle and 60 near-duplicate queries, both first stages used exact nearest neighbours (no HNSW loss for
+  either; the per-token stage scored with `first_stage_scores`, the pooled tiers from `pool_pages`) and the ground
+  truth was exact MaxSim. The encodings fit `halfvec` HNSW's 4,000 dimensions. Share of the exact top 10 within
+  the first stage's top N (base queries) / share of needle targets within it:
+
+  | first stage (dims) | N = 50 | 100 | 200 | 300 | 600 |
+  |---|---|---|---|---|---|
+  | per token, `per_token` 200 (the default) | 0.81 / 0.83 | 0.92 / 0.97 | 0.98 / 0.98 | 1.00 / 1.00 | 1.00 / 1.00 |
+  | per token, `per_token` 100 | 0.64 / 0.85 | 0.81 / 0.93 | 0.93 / 0.93 | 0.98 / 0.95 | 1.00 / 0.95 |
+  | FDE k_sim 4, d_proj 16, 10 reps (2,560) | 0.52 / 0.58 | 0.65 / 0.82 | 0.76 / 0.93 | 0.81 / 0.95 | 0.90 / 0.98 |
+  | FDE k_sim 4, d_proj 16, 15 reps (3,840) | 0.65 / 0.57 | 0.78 / 0.88 | 0.87 / 0.97 | 0.90 / 0.98 | 0.95 / 1.00 |
+  | FDE k_sim 5, d_proj 8, 15 reps (3,840) | 0.55 / 0.72 | 0.66 / 0.90 | 0.77 / 0.97 | 0.82 / 0.97 | 0.91 / 0.98 |
+  | FDE k_sim 3, d_proj 32, 15 reps (3,840) | 0.68 / 0.25 | 0.82 / 0.73 | 0.91 / 0.95 | 0.94 / 0.97 | 0.97 / 1.00 |
+  | FDE k_sim 4, d_proj 32, 7 reps (3,584) | 0.56 / 0.58 | 0.69 / 0.87 | 0.80 / 0.95 | 0.86 / 0.98 | 0.93 / 1.00 |
+  | FDE k_sim 2, no projection, 7 reps (3,584) | 0.69 / 0.13 | 0.82 / 0.57 | 0.92 / 0.78 | 0.95 / 0.98 | 0.98 / 1.00 |
+  | FDE of the 64 fine centroids, k_sim 4, d_proj 16, 15 reps | 0.53 / 0.78 | 0.66 / 0.92 | 0.75 / 0.98 | 0.80 / 0.98 | 0.88 / 0.98 |
+
+  The per-token stage is ahead at every N on the base row, and ahead or level on the needle row. The
+  near-duplicate queries barely separate the stages: from N = 100 on, every first stage kept every target and the
+  whole exact top 10 (at N = 50, 0.96–0.99 of the top 10 and 0.97–1.00 of the targets). With the fine rescoring
+  and the exact stage after it, recall@10 for base / needle / near-duplicate queries was:
+  * per token, 600 → 60 (the defaults): 0.999 / 0.998 / 0.998;
+  * per token, 300 → 40: 0.991 / 0.987 / 0.922;
+  * the FDE with the best base figures (k_sim 2, no projection, 7 reps), 600 → 60: 0.982 / 0.968 / 0.998;
+  * the same FDE, 300 → 40: 0.952 / 0.922 / 0.922;
+  * the same FDE, 200 → 40: 0.922 / 0.878 / 0.922.
+
+  An FDE first stage would therefore need at least as many pooled candidates as the per-token one, so the tier
+  reads would not shrink, and those reads are most of a query's time at 100k pages (run 10). What it would save
+  is the per-token HNSW searches (23–65 ms a query in runs 9–10), at some loss of recall. More dimensions helped
+  (k_sim 4, d_proj 16: 0.76 → 0.87 within 200 from 10 to 15 reps), but `halfvec` HNSW stops at 4,000 dimensions.
+  A `bit` FDE under a Hamming HNSW index, which allows more dimensions, was not tried.
+
+  The same experiment bounds the exact cut. The near-duplicate rows fall to 0.922 with 40 exact candidates and to
+  0.842 with 30, whatever the first stage, because a near-duplicate run has up to 64 nearly tied pages. Encoding
+  cost about 3.5 ms a page on one core (k_sim 4, d_proj 16, 10 reps, torch, scatter-add per bucket).
 
 Each section below is one command's output, rewritten when the same command runs again.
 """
