@@ -22,7 +22,7 @@ import pypdfium2 as pdfium
 from PIL import Image, UnidentifiedImageError
 
 from db import corpus as corpus_db
-from models.images import MAX_ASPECT, WEBP_METHOD, encode_image, fit_page
+from models.images import MAX_ASPECT, WEBP_METHOD, as_viewed, encode_image, fit_page
 from pageqa.errors import InputError
 from pageqa.settings import Settings
 
@@ -113,7 +113,7 @@ def read_image(path: Path, spec: RenderSpec) -> list[corpus_db.PageRecord]:
                 raise InputError(
                     f"{img.width:,} × {img.height:,} pixels is over max_image_pixels ({spec.max_image_pixels:,}): "
                     "refused before decoding, as a possible decompression bomb", source=str(path))
-            image = fit_page(img.convert("RGB"), spec.max_pixels)
+            image = fit_page(as_viewed(img), spec.max_pixels)
     except UnidentifiedImageError as exc:
         raise InputError("not a readable image (not a PNG, JPEG or WebP file, or a damaged one)",
                          source=str(path)) from exc
