@@ -6,6 +6,7 @@ never stops the others.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
         elif path.is_dir():
             root = path.resolve()
             for found in sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and not p.is_dir()):
-                if found.is_symlink() and not found.resolve().is_relative_to(root):
+                if _is_link_loop(found):
+                    errors.append(str(InputError(LINK_LOOP, source=str(found))))
+                elif found.is_symlink() and not found.resolve().is_relative_to(root):
                     errors.append(str(InputError(
                         f"symbolic link to {found.resolve()}, outside the folder: not followed (name the file itself "
                         "to ingest it)", source=str(found))))
@@ -43,6 +46,8 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
                                                  source=str(found))))
                 else:
                     files.append(found)
+        elif _is_link_loop(path):
+            errors.append(str(InputError(LINK_LOOP, source=str(path))))
         elif not path.exists():
             errors.append(str(InputError("no such file or folder", source=str(path))))
         elif path.suffix.lower() not in SUFFIXES:
@@ -53,6 +58,20 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
         else:
             files.append(path)
     return files, errors
+
+
+LINK_LOOP = "symbolic link loop (the link leads back to itself): not followed"
+
+
+def _is_link_loop(path: Path) -> bool:
+    """Whether resolving ``path`` runs into a loop of symbolic links (pathlib raises rather than answer)."""
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python before 3.13: "Symlink loop from ..."
+        return True
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def content_problem(path: Path, data: bytes) -> str | None:
