@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.schema import Corpus, Document, Page, PageEmbedding, Passage
-from pageqa.errors import NotFoundError
+from pageqa.errors import DuplicateDocumentError, NotFoundError
 
 NAME_MAX_CHARS = 300  # a document's title or file name as stored: longer than file names get, short enough to show
 
@@ -118,13 +118,19 @@ def add_document(
 
     ``title`` (PDF metadata, any text) is stored as :func:`clean_name` makes it, ``source`` (the file name) as
     :func:`clean_file_name` does, and NUL is dropped from page text: PostgreSQL text cannot hold it.
+
+    Raises:
+        DuplicateDocumentError: the corpus has a document with this ``sha256``, maybe stored by a concurrent
+            ingest since the caller looked (``INSERT … ON CONFLICT DO NOTHING`` waits for that one to commit).
     """
-    doc = Document(
-        corpus_id=corpus_id, sha256=sha256, title=clean_name(title), source=clean_file_name(source), kind=kind,
-        page_count=len(pages), size_bytes=size_bytes,
-    )
-    session.add(doc)
-    session.flush()
+    doc = session.scalars(
+        insert(Document).values(
+            corpus_id=corpus_id, sha256=sha256, title=clean_name(title), source=clean_file_name(source), kind=kind,
+            page_count=len(pages), size_bytes=size_bytes,
+        ).on_conflict_do_nothing(index_elements=["corpus_id", "sha256"]).returning(Document)
+    ).one_or_none()
+    if doc is None:
+        raise DuplicateDocumentError("already in the corpus (a document with the same bytes)")
     session.add_all(
         Page(
             document_id=doc.id, page_number=p.page_number, image=p.image, image_format=p.image_format,

@@ -25,7 +25,7 @@ from pathlib import Path
 from db import corpus as corpus_db
 from db import pages as pages_db
 from db.engine import session_scope
-from pageqa.errors import InputError
+from pageqa.errors import DuplicateDocumentError, InputError
 from pageqa.settings import Settings
 from services.ingest.inputs import content_problem, pdf_outline
 from services.ingest.render import (
@@ -176,14 +176,18 @@ class _Pipeline:
             self.on_file(item.path)
 
     def _store(self, item: _InFlight, pages: list[corpus_db.PageRecord]) -> None:
-        with session_scope(self.settings) as session:
-            doc = corpus_db.add_document(
-                session, corpus_id=self.corpus_id, sha256=item.sha256, title=item.title,
-                source=self.names.get(item.path, item.path.name),
-                kind="pdf" if item.path.suffix.lower() == ".pdf" else "image", size_bytes=item.size_bytes,
-                pages=pages,
-            )
-            page_ids = pages_db.page_ids_of_document(session, document_id=doc.id)
+        try:
+            with session_scope(self.settings) as session:
+                doc = corpus_db.add_document(
+                    session, corpus_id=self.corpus_id, sha256=item.sha256, title=item.title,
+                    source=self.names.get(item.path, item.path.name),
+                    kind="pdf" if item.path.suffix.lower() == ".pdf" else "image", size_bytes=item.size_bytes,
+                    pages=pages,
+                )
+                page_ids = pages_db.page_ids_of_document(session, document_id=doc.id)
+        except DuplicateDocumentError:  # another ingest stored the same bytes while this one rendered them
+            self.report.duplicates.append(str(item.path))
+            return
         self.report.added.append(str(item.path))
         self.report.pages += len(pages)
         log.info("ingested %s: %d pages", item.path, len(pages))
