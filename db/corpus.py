@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -95,18 +96,30 @@ class PageRecord:
         return "pdf" if self.text.strip() else "none"
 
 
+SUFFIX_MAX_CHARS = 16  # a longer "suffix" is part of the name, not a file type: ".pdf", ".jpeg", ".webp"
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
 def clean_name(text: str) -> str:
     """``text`` as a one-line name: runs of whitespace become one space, other characters that are not printable
     (NUL, escapes, bidi overrides) U+FFFD; at most ``NAME_MAX_CHARS`` characters."""
-    text = " ".join(text.split())
-    return "".join(c if c.isprintable() else "\ufffd" for c in text)[:NAME_MAX_CHARS]
+    return _one_line(text)[:NAME_MAX_CHARS]
 
 
 def clean_file_name(name: str) -> str:
-    """``name`` cleaned as by :func:`clean_name`, with ``/`` and ``\\`` replaced by ``_`` and a name of dots only
-    prefixed with ``_``: it is one path component other than ``.`` or ``..``, so no code that later names a file
-    after a document can leave its folder."""
-    name = clean_name(name.replace("/", "_").replace("\\", "_"))
+    """``name`` made one line as by :func:`clean_name`, with ``/`` and ``\\`` replaced by ``_`` and a name of dots
+    only prefixed with ``_``: it is one path component other than ``.`` or ``..``, so no code that later names a file
+    after a document can leave its folder. A name over ``NAME_MAX_CHARS`` characters is cut before its suffix,
+    which is kept: ``.pdf`` still says what the file is."""
+    name = _one_line(name.replace("/", "_").replace("\\", "_"))
+    if len(name) > NAME_MAX_CHARS:
+        suffix = PurePath(name).suffix
+        suffix = suffix if len(suffix) <= SUFFIX_MAX_CHARS else ""
+        name = name[: NAME_MAX_CHARS - len(suffix)] + suffix
     return "_" + name if set(name) <= {"."} else name
 
 

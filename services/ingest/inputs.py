@@ -14,6 +14,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from pageqa.errors import InputError
+from pageqa.limits import over_limit
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
@@ -72,6 +73,23 @@ def _is_link_loop(path: Path) -> bool:
     except OSError as exc:
         return exc.errno == errno.ELOOP
     return False
+
+
+def read_document(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, read only when at most ``max_bytes`` (``max_document_bytes``): a file over it is
+    refused after ``max_bytes + 1`` bytes, whatever its size claims (it may grow, or be a special file).
+
+    Raises:
+        InputError: over ``max_bytes``, or not readable (the OS's reason).
+    """
+    try:
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror or exc})", source=str(path)) from exc
+    if len(data) > max_bytes:
+        raise InputError(over_limit("the file", max_bytes, "max_document_bytes"), source=str(path))
+    return data
 
 
 def content_problem(path: Path, data: bytes) -> str | None:

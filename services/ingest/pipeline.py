@@ -27,7 +27,7 @@ from db import pages as pages_db
 from db.engine import session_scope
 from pageqa.errors import DuplicateDocumentError, InputError
 from pageqa.settings import Settings
-from services.ingest.inputs import content_problem, pdf_outline
+from services.ingest.inputs import content_problem, pdf_outline, read_document
 from services.ingest.render import (
     RenderSpec,
     page_ranges,
@@ -129,11 +129,11 @@ class _Pipeline:
         """Hash the file; skip it when the corpus (or a file in flight) has it, else submit its page ranges."""
         item = _InFlight(path)
         try:
-            data = path.read_bytes()
-            problem = content_problem(path, data)
-        except OSError as exc:
-            problem = f"cannot read ({exc.strerror or exc})"
-        if problem is not None:
+            data = read_document(path, self.settings.max_document_bytes)
+        except InputError as exc:
+            item.error = str(exc)
+            return item
+        if (problem := content_problem(path, data)) is not None:
             item.error = str(InputError(problem, source=str(path)))
             return item
         item.sha256, item.size_bytes = hashlib.sha256(data).hexdigest(), len(data)
