@@ -18,7 +18,8 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from worker.queue import enqueue_indexing
 
 log = logging.getLogger(__name__)
 
+RENDER_DIED = ("its render process died, and again when it was rendered alone (a PDF that crashes pdfium, or memory "
+               "ran out): not stored")
 PAGES_IN_FLIGHT_PER_PROCESS = 32  # ≈ 150 KB each once compressed: bounds the parent's memory on big folders
 
 
@@ -66,6 +69,7 @@ class _InFlight:
     n_pages: int = 0
     duplicate: bool = False
     error: str | None = None
+    pool: ProcessPoolExecutor | None = None  # the pool its tasks went to: a dead render process breaks a whole pool
 
     def done(self) -> bool:
         return all(f.done() for f in self.futures)
@@ -143,7 +147,7 @@ class _Pipeline:
             item.duplicate = True
         elif path.suffix.lower() != ".pdf":
             item.title, item.n_pages = Path(self.names.get(path, path.name)).stem, 1
-            item.futures.append(self.pool.submit(read_image, path, self.spec))
+            self._submit(item)
         else:
             try:
                 item.title, item.n_pages = pdf_outline(path, data)
@@ -152,16 +156,57 @@ class _Pipeline:
             except InputError as exc:
                 item.error = str(exc)
                 return item
-            item.futures = [self.pool.submit(render_pdf_pages, path, first, stop, self.spec)
-                            for first, stop in page_ranges(item.n_pages, self.processes)]
+            self._submit(item)
         return item
+
+    def _submit(self, item: _InFlight) -> None:
+        """Send the file's render tasks to the pool, a fresh one if a render process that died broke it."""
+        try:
+            item.futures, item.pool = self._render_tasks(self.pool, item), self.pool
+        except BrokenProcessPool:
+            self._replace_pool()
+            item.futures, item.pool = self._render_tasks(self.pool, item), self.pool
+
+    def _render_tasks(self, pool: ProcessPoolExecutor, item: _InFlight) -> list[Future]:
+        if item.path.suffix.lower() != ".pdf":
+            return [pool.submit(read_image, item.path, self.spec)]
+        return [pool.submit(render_pdf_pages, item.path, first, stop, self.spec)
+                for first, stop in page_ranges(item.n_pages, self.processes)]
+
+    def _replace_pool(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = render_pool(self.processes)
+
+    def _rendered(self, item: _InFlight) -> list[corpus_db.PageRecord]:
+        """The file's pages, waiting for its render tasks.
+
+        A render process that dies (a PDF that crashes pdfium, the kernel's out-of-memory killer) breaks its whole
+        pool, and every file in flight there with it. The pool is replaced, and each such file is rendered again
+        alone, in a pool of one process of its own: a file whose lone render process dies too is the cause.
+
+        Raises:
+            InputError: the file cannot be rendered, or its render process died again when it was alone.
+        """
+        try:
+            return [page for future in item.futures for page in future.result()]
+        except BrokenProcessPool:
+            log.warning("a render process died while %s was in flight; rendering it again alone", item.path)
+        if item.pool is self.pool:
+            self._replace_pool()
+        alone = render_pool(1)
+        try:
+            return [page for future in self._render_tasks(alone, item) for page in future.result()]
+        except BrokenProcessPool:
+            raise InputError(RENDER_DIED, source=str(item.path)) from None
+        finally:
+            alone.shutdown(wait=True, cancel_futures=True)
 
     def _finish(self, item: _InFlight) -> None:
         """Store a file once all its pages are rendered (waiting for them), or report why it is not stored."""
         pages: list[corpus_db.PageRecord] = []
         if item.error is None and not item.duplicate:
             try:
-                pages = [page for future in item.futures for page in future.result()]
+                pages = self._rendered(item)
             except InputError as exc:  # raised in a render process; it pickles with its one-line message
                 item.error = str(exc)
             except OSError as exc:
