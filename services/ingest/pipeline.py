@@ -7,8 +7,10 @@ transaction once every range is back, so a bad file never loses what was stored 
 are rendered. Duplicates (same sha256 in the corpus) are skipped before rendering.
 
 Hostile input is refused per file with a one-line error naming it (and the 1-based page): encrypted, truncated
-and page-less PDFs, images over ``max_image_pixels`` (decompression bombs, refused before decoding), files whose
-bytes do not match their extension. Page boxes of any size render within ``page_max_pixels``.
+and page-less PDFs, files over ``max_document_bytes`` (refused before they are read), images over
+``max_image_pixels`` (decompression bombs, refused before decoding), files whose bytes do not match their
+extension, a file whose render process dies even when rendered alone. Page boxes of any size render within
+``page_max_pixels``. A file another ingest stores while this one renders it counts as a duplicate.
 """
 
 from __future__ import annotations
