@@ -52,9 +52,10 @@ def _documents(settings, corpus: str, tenant: str = "default") -> list[str]:
 
 def test_concurrent_cli_ingests_of_one_pdf_store_it_once(settings, services, tiny_models, tmp_path):
     pdf = make_pdf(tmp_path / "raced.pdf", ["one", "two", "three"])
+    env = {**os.environ, "PAGEQA_INGEST_PROCESSES": "1"}  # three processes on a small machine: one render each
     with inserts_held(settings):
         procs = [subprocess.Popen([sys.executable, "-m", "scripts.cli", "ingest", str(pdf), "--corpus", "raced",
-                                   "--no-wait"], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+                                   "--no-wait"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(RACERS)]
         wait_for(lambda: _inserts_waiting(settings) == RACERS or any(p.poll() is not None for p in procs),
                  timeout_s=150, what=f"{RACERS} ingests waiting on their insert")
