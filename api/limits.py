@@ -7,6 +7,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.schemas import error_body
+from pageqa.limits import over_limit
 
 
 class BodyTooLarge(Exception):
@@ -52,7 +53,7 @@ class LimitBodySize:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        message = f"the request body is larger than {self.max_bytes} bytes (PAGEQA_MAX_UPLOAD_BYTES)"
+        message = over_limit("the request body", self.max_bytes, "max_upload_bytes")
         body = json.dumps(error_body("payload_too_large", message))
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.schema import Corpus, Document, Page, PageEmbedding, Passage, Question
 from pageqa.domain import QuestionStatus
-from pageqa.errors import NotFoundError
+from pageqa.errors import DuplicateDocumentError, NotFoundError
 
 NAME_MAX_CHARS = 300  # a document's title or file name as stored: longer than file names get, short enough to show
 
@@ -96,18 +97,30 @@ class PageRecord:
         return "pdf" if self.text.strip() else "none"
 
 
+SUFFIX_MAX_CHARS = 16  # a longer "suffix" is part of the name, not a file type: ".pdf", ".jpeg", ".webp"
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
 def clean_name(text: str) -> str:
     """``text`` as a one-line name: runs of whitespace become one space, other characters that are not printable
     (NUL, escapes, bidi overrides) U+FFFD; at most ``NAME_MAX_CHARS`` characters."""
-    text = " ".join(text.split())
-    return "".join(c if c.isprintable() else "\ufffd" for c in text)[:NAME_MAX_CHARS]
+    return _one_line(text)[:NAME_MAX_CHARS]
 
 
 def clean_file_name(name: str) -> str:
-    """``name`` cleaned as by :func:`clean_name`, with ``/`` and ``\\`` replaced by ``_`` and a name of dots only
-    prefixed with ``_``: it is one path component other than ``.`` or ``..``, so no code that later names a file
-    after a document can leave its folder."""
-    name = clean_name(name.replace("/", "_").replace("\\", "_"))
+    """``name`` made one line as by :func:`clean_name`, with ``/`` and ``\\`` replaced by ``_`` and a name of dots
+    only prefixed with ``_``: it is one path component other than ``.`` or ``..``, so no code that later names a file
+    after a document can leave its folder. A name over ``NAME_MAX_CHARS`` characters is cut before its suffix,
+    which is kept: ``.pdf`` still says what the file is."""
+    name = _one_line(name.replace("/", "_").replace("\\", "_"))
+    if len(name) > NAME_MAX_CHARS:
+        suffix = PurePath(name).suffix
+        suffix = suffix if len(suffix) <= SUFFIX_MAX_CHARS else ""
+        name = name[: NAME_MAX_CHARS - len(suffix)] + suffix
     return "_" + name if set(name) <= {"."} else name
 
 
@@ -119,13 +132,19 @@ def add_document(
 
     ``title`` (PDF metadata, any text) is stored as :func:`clean_name` makes it, ``source`` (the file name) as
     :func:`clean_file_name` does, and NUL is dropped from page text: PostgreSQL text cannot hold it.
+
+    Raises:
+        DuplicateDocumentError: the corpus has a document with this ``sha256``, maybe stored by a concurrent
+            ingest since the caller looked (``INSERT … ON CONFLICT DO NOTHING`` waits for that one to commit).
     """
-    doc = Document(
-        corpus_id=corpus_id, sha256=sha256, title=clean_name(title), source=clean_file_name(source), kind=kind,
-        page_count=len(pages), size_bytes=size_bytes,
-    )
-    session.add(doc)
-    session.flush()
+    doc = session.scalars(
+        insert(Document).values(
+            corpus_id=corpus_id, sha256=sha256, title=clean_name(title), source=clean_file_name(source), kind=kind,
+            page_count=len(pages), size_bytes=size_bytes,
+        ).on_conflict_do_nothing(index_elements=["corpus_id", "sha256"]).returning(Document)
+    ).one_or_none()
+    if doc is None:
+        raise DuplicateDocumentError("already in the corpus (a document with the same bytes)")
     session.add_all(
         Page(
             document_id=doc.id, page_number=p.page_number, image=p.image, image_format=p.image_format,

@@ -46,6 +46,11 @@ class ConflictError(PageQAError):
     """The request contradicts the current state, e.g. cancelling a job that has already ended (HTTP 409)."""
 
 
+class DuplicateDocumentError(ConflictError):
+    """The corpus already holds a document with the same bytes (sha256); another process may have stored it while
+    this one rendered it."""
+
+
 class ModelLoadError(PageQAError):
     """A model checkpoint cannot be loaded (missing weights, no hub access, missing extra)."""
 

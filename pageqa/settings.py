@@ -178,6 +178,11 @@ class Settings(BaseSettings):
         default=512 * 1024 * 1024, gt=0,
         description="Largest request body the HTTP API accepts (a question file or a batch of documents), bytes.",
     )
+    max_document_bytes: int = Field(
+        default=512 * 1024 * 1024, gt=0,
+        description="Largest file ingest reads (a PDF or an image, from the CLI or an upload), bytes; bigger ones are "
+        "refused before they are read.",
+    )
 
     api_url: str | None = Field(
         default=None,

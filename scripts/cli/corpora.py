@@ -53,7 +53,7 @@ def ingest(
         report = _ingest_files(settings, corpus=corpus, files=files, errors=path_errors, tenant=tenant or "default")
     for error in report.errors:
         err_console.print(f"[red]error[/red] {escape(error)}", highlight=False)
-    console.print(f"{len(report.added)} documents added ({report.pages} pages), {len(report.duplicates)} duplicates skipped")
+    console.print(f"{len(report.added)} documents added ({report.pages} pages), {len(report.duplicates)} skipped as already in the corpus")
     if client is not None:
         failed = remote.wait_indexed(client, corpus=corpus) if wait and (report.added or report.duplicates) else 0
         hint = "the workers' logs say why; after fixing the cause, run pageqa ingest --retry-failed on the database"

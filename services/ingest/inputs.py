@@ -6,6 +6,7 @@ never stops the others.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from pageqa.errors import InputError
+from pageqa.limits import over_limit
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
@@ -34,7 +36,9 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
         elif path.is_dir():
             root = path.resolve()
             for found in sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and not p.is_dir()):
-                if found.is_symlink() and not found.resolve().is_relative_to(root):
+                if _is_link_loop(found):
+                    errors.append(str(InputError(LINK_LOOP, source=str(found))))
+                elif found.is_symlink() and not found.resolve().is_relative_to(root):
                     errors.append(str(InputError(
                         f"symbolic link to {found.resolve()}, outside the folder: not followed (name the file itself "
                         "to ingest it)", source=str(found))))
@@ -43,6 +47,8 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
                                                  source=str(found))))
                 else:
                     files.append(found)
+        elif _is_link_loop(path):
+            errors.append(str(InputError(LINK_LOOP, source=str(path))))
         elif not path.exists():
             errors.append(str(InputError("no such file or folder", source=str(path))))
         elif path.suffix.lower() not in SUFFIXES:
@@ -53,6 +59,37 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
         else:
             files.append(path)
     return files, errors
+
+
+LINK_LOOP = "symbolic link loop (the link leads back to itself): not followed"
+
+
+def _is_link_loop(path: Path) -> bool:
+    """Whether resolving ``path`` runs into a loop of symbolic links (pathlib raises rather than answer)."""
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python before 3.13: "Symlink loop from ..."
+        return True
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def read_document(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, read only when at most ``max_bytes`` (``max_document_bytes``): a file over it is
+    refused after ``max_bytes + 1`` bytes, whatever its size claims (it may grow, or be a special file).
+
+    Raises:
+        InputError: over ``max_bytes``, or not readable (the OS's reason).
+    """
+    try:
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror or exc})", source=str(path)) from exc
+    if len(data) > max_bytes:
+        raise InputError(over_limit("the file", max_bytes, "max_document_bytes"), source=str(path))
+    return data
 
 
 def content_problem(path: Path, data: bytes) -> str | None:

@@ -7,8 +7,10 @@ transaction once every range is back, so a bad file never loses what was stored 
 are rendered. Duplicates (same sha256 in the corpus) are skipped before rendering.
 
 Hostile input is refused per file with a one-line error naming it (and the 1-based page): encrypted, truncated
-and page-less PDFs, images over ``max_image_pixels`` (decompression bombs, refused before decoding), files whose
-bytes do not match their extension. Page boxes of any size render within ``page_max_pixels``.
+and page-less PDFs, files over ``max_document_bytes`` (refused before they are read), images over
+``max_image_pixels`` (decompression bombs, refused before decoding), files whose bytes do not match their
+extension, a file whose render process dies even when rendered alone. Page boxes of any size render within
+``page_max_pixels``. A file another ingest stores while this one renders it counts as a duplicate.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import corpus as corpus_db
 from db import pages as pages_db
 from db.engine import session_scope
-from pageqa.errors import InputError
+from pageqa.errors import DuplicateDocumentError, InputError
 from pageqa.settings import Settings
-from services.ingest.inputs import content_problem, pdf_outline
+from services.ingest.inputs import content_problem, pdf_outline, read_document
 from services.ingest.render import (
     RenderSpec,
     page_ranges,
@@ -39,6 +42,8 @@ from worker.queue import enqueue_indexing
 
 log = logging.getLogger(__name__)
 
+RENDER_DIED = ("its render process died, and again when it was rendered alone (a PDF that crashes pdfium, or memory "
+               "ran out): not stored")
 PAGES_IN_FLIGHT_PER_PROCESS = 32  # ≈ 150 KB each once compressed: bounds the parent's memory on big folders
 
 
@@ -66,6 +71,7 @@ class _InFlight:
     n_pages: int = 0
     duplicate: bool = False
     error: str | None = None
+    pool: ProcessPoolExecutor | None = None  # the pool its tasks went to: a dead render process breaks a whole pool
 
     def done(self) -> bool:
         return all(f.done() for f in self.futures)
@@ -129,11 +135,11 @@ class _Pipeline:
         """Hash the file; skip it when the corpus (or a file in flight) has it, else submit its page ranges."""
         item = _InFlight(path)
         try:
-            data = path.read_bytes()
-            problem = content_problem(path, data)
-        except OSError as exc:
-            problem = f"cannot read ({exc.strerror or exc})"
-        if problem is not None:
+            data = read_document(path, self.settings.max_document_bytes)
+        except InputError as exc:
+            item.error = str(exc)
+            return item
+        if (problem := content_problem(path, data)) is not None:
             item.error = str(InputError(problem, source=str(path)))
             return item
         item.sha256, item.size_bytes = hashlib.sha256(data).hexdigest(), len(data)
@@ -143,7 +149,7 @@ class _Pipeline:
             item.duplicate = True
         elif path.suffix.lower() != ".pdf":
             item.title, item.n_pages = Path(self.names.get(path, path.name)).stem, 1
-            item.futures.append(self.pool.submit(read_image, path, self.spec))
+            self._submit(item)
         else:
             try:
                 item.title, item.n_pages = pdf_outline(path, data)
@@ -152,16 +158,59 @@ class _Pipeline:
             except InputError as exc:
                 item.error = str(exc)
                 return item
-            item.futures = [self.pool.submit(render_pdf_pages, path, first, stop, self.spec)
-                            for first, stop in page_ranges(item.n_pages, self.processes)]
+            self._submit(item)
         return item
+
+    def _submit(self, item: _InFlight) -> None:
+        """Send the file's render tasks to the pool, a fresh one if a render process that died broke it."""
+        try:
+            item.futures, item.pool = self._render_tasks(self.pool, item), self.pool
+        except BrokenProcessPool:
+            self._replace_pool()
+            item.futures, item.pool = self._render_tasks(self.pool, item), self.pool
+
+    def _render_tasks(self, pool: ProcessPoolExecutor, item: _InFlight) -> list[Future]:
+        if item.path.suffix.lower() != ".pdf":
+            return [pool.submit(read_image, item.path, self.spec)]
+        return [pool.submit(render_pdf_pages, item.path, first, stop, self.spec)
+                for first, stop in page_ranges(item.n_pages, self.processes)]
+
+    def _replace_pool(self) -> None:
+        # Never wait on a broken pool: joining its management thread is where an earlier version hung in CI; the
+        # executor terminates the processes of a broken pool itself.
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = render_pool(self.processes)
+
+    def _rendered(self, item: _InFlight) -> list[corpus_db.PageRecord]:
+        """The file's pages, waiting for its render tasks.
+
+        A render process that dies (a PDF that crashes pdfium, the kernel's out-of-memory killer) breaks its whole
+        pool, and every file in flight there with it. The pool is replaced, and each such file is rendered again
+        alone, in a pool of one process of its own: a file whose lone render process dies too is the cause.
+
+        Raises:
+            InputError: the file cannot be rendered, or its render process died again when it was alone.
+        """
+        try:
+            return [page for future in item.futures for page in future.result()]
+        except BrokenProcessPool:
+            log.warning("a render process died while %s was in flight; rendering it again alone", item.path)
+        if item.pool is self.pool:
+            self._replace_pool()
+        alone = render_pool(1)
+        try:
+            return [page for future in self._render_tasks(alone, item) for page in future.result()]
+        except BrokenProcessPool:
+            raise InputError(RENDER_DIED, source=str(item.path)) from None
+        finally:
+            alone.shutdown(wait=False, cancel_futures=True)
 
     def _finish(self, item: _InFlight) -> None:
         """Store a file once all its pages are rendered (waiting for them), or report why it is not stored."""
         pages: list[corpus_db.PageRecord] = []
         if item.error is None and not item.duplicate:
             try:
-                pages = [page for future in item.futures for page in future.result()]
+                pages = self._rendered(item)
             except InputError as exc:  # raised in a render process; it pickles with its one-line message
                 item.error = str(exc)
             except OSError as exc:
@@ -176,14 +225,18 @@ class _Pipeline:
             self.on_file(item.path)
 
     def _store(self, item: _InFlight, pages: list[corpus_db.PageRecord]) -> None:
-        with session_scope(self.settings) as session:
-            doc = corpus_db.add_document(
-                session, corpus_id=self.corpus_id, sha256=item.sha256, title=item.title,
-                source=self.names.get(item.path, item.path.name),
-                kind="pdf" if item.path.suffix.lower() == ".pdf" else "image", size_bytes=item.size_bytes,
-                pages=pages,
-            )
-            page_ids = pages_db.page_ids_of_document(session, document_id=doc.id)
+        try:
+            with session_scope(self.settings) as session:
+                doc = corpus_db.add_document(
+                    session, corpus_id=self.corpus_id, sha256=item.sha256, title=item.title,
+                    source=self.names.get(item.path, item.path.name),
+                    kind="pdf" if item.path.suffix.lower() == ".pdf" else "image", size_bytes=item.size_bytes,
+                    pages=pages,
+                )
+                page_ids = pages_db.page_ids_of_document(session, document_id=doc.id)
+        except DuplicateDocumentError:  # another ingest stored the same bytes while this one rendered them
+            self.report.duplicates.append(str(item.path))
+            return
         self.report.added.append(str(item.path))
         self.report.pages += len(pages)
         log.info("ingested %s: %d pages", item.path, len(pages))

@@ -22,7 +22,7 @@ import pypdfium2 as pdfium
 from PIL import Image, UnidentifiedImageError
 
 from db import corpus as corpus_db
-from models.images import MAX_ASPECT, WEBP_METHOD, encode_image, fit_page
+from models.images import MAX_ASPECT, WEBP_METHOD, as_viewed, encode_image, fit_page
 from pageqa.errors import InputError
 from pageqa.settings import Settings
 
@@ -65,15 +65,25 @@ def render_scale(width_pt: float, height_pt: float, max_pixels: int) -> float:
 def rasterise_page(pdf: pdfium.PdfDocument, index: int, *, max_pixels: int) -> tuple[Image.Image, str]:
     """Page ``index`` (0-based) as an RGB image of at most ``max_pixels`` pixels, and its text layer.
 
+    Raises ``PdfiumError`` for a page pdfium cannot load, and for one whose CropBox and MediaBox do not overlap
+    (nothing of it is visible; pdf.js would show the MediaBox, pdfium renders nothing).
+
     A page more than ``MAX_ASPECT`` times longer one way than the other (the PDF allows 14400 × 1 pt) is rendered
     for the page box padded to that ratio and stored padded (``fit_page``), so its bitmap fits the budget and has
     a shape the models take. pdfium itself gives empty or inverted boxes a real size.
     """
     page = pdf[index]
-    width, height = page.get_size()  # points
+    width, height = page.get_size()  # points: the CropBox within the MediaBox
+    if width <= 0 or height <= 0:  # pypdfium2 would raise ValueError("Crop exceeds page dimensions")
+        raise pdfium.PdfiumError(f"its CropBox {_box(page.get_cropbox())} lies outside its MediaBox "
+                                 f"{_box(page.get_mediabox())}: nothing of the page is visible")
     box = (max(width, height / MAX_ASPECT), max(height, width / MAX_ASPECT))
     image = page.render(scale=render_scale(*box, max_pixels)).to_pil()  # pdfium's BGR → an RGB copy
     return fit_page(image, max_pixels), page.get_textpage().get_text_range()
+
+
+def _box(box: tuple[float, float, float, float]) -> str:
+    return "[" + " ".join(f"{v:g}" for v in box) + "]"
 
 
 def render_pdf_pages(path: Path, first: int, stop: int, spec: RenderSpec) -> list[corpus_db.PageRecord]:
@@ -90,6 +100,8 @@ def render_pdf_pages(path: Path, first: int, stop: int, spec: RenderSpec) -> lis
             try:
                 image, text = rasterise_page(pdf, index, max_pixels=spec.max_pixels)
             except pdfium.PdfiumError as exc:
+                raise InputError(f"cannot render ({exc})", source=str(path), page=index + 1) from exc
+            except ValueError as exc:  # what else pypdfium2 refuses to render (bitmap sizes it checks itself)
                 raise InputError(f"cannot render ({exc})", source=str(path), page=index + 1) from exc
             records.append(_record(index + 1, image, text, spec))
         return records
@@ -113,7 +125,7 @@ def read_image(path: Path, spec: RenderSpec) -> list[corpus_db.PageRecord]:
                 raise InputError(
                     f"{img.width:,} × {img.height:,} pixels is over max_image_pixels ({spec.max_image_pixels:,}): "
                     "refused before decoding, as a possible decompression bomb", source=str(path))
-            image = fit_page(img.convert("RGB"), spec.max_pixels)
+            image = fit_page(as_viewed(img), spec.max_pixels)
     except UnidentifiedImageError as exc:
         raise InputError("not a readable image (not a PNG, JPEG or WebP file, or a damaged one)",
                          source=str(path)) from exc

@@ -199,6 +199,37 @@ def test_pdfs_without_pages_are_named(settings, sample_docs, earlier, tmp_path):
                       f"{counted_not_there} page 1: cannot render (Failed to load page.)"]
 
 
+def test_a_crop_box_outside_the_media_box_is_named_by_page(settings, sample_docs, earlier, tmp_path):
+    cropped = tmp_path / "cropped.pdf"
+    cropped.write_bytes(raw_pdf([
+        "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /CropBox [500 500 600 600] >>"]))
+    with pytest.raises(ValueError, match="Crop exceeds page dimensions"):  # what used to end the whole ingest
+        pdfium.PdfDocument(cropped)[1].render()
+
+    errors = ingest_beside_valid(settings, sample_docs, earlier, tmp_path, str(cropped))
+    assert errors == [f"{cropped} page 2: cannot render (its CropBox [500 500 600 600] lies outside its MediaBox "
+                      "[0 0 200 100]: nothing of the page is visible)"]
+    assert _document_pages(settings, cropped.name) == []  # no document without its second page
+
+
+def test_symbolic_link_loops_in_a_folder_are_named(settings, sample_docs, earlier, tmp_path):
+    folder = tmp_path / "looped"
+    folder.mkdir()
+    (folder / "a.pdf").symlink_to("b.pdf")
+    (folder / "b.pdf").symlink_to("a.pdf")
+    (folder / "self.png").symlink_to("self.png")
+    (folder / "up").symlink_to("..")  # a folder loop: walking it would never end
+    (folder / "again.pdf").symlink_to(".")
+    make_image(folder / "kept.png", (60, 40), (40, 90, 160))
+
+    errors = ingest_beside_valid(settings, sample_docs, earlier, tmp_path, str(folder), str(folder / "a.pdf"))
+    loop = "symbolic link loop (the link leads back to itself): not followed"
+    assert errors == [f"{folder / name}: {loop}" for name in ("a.pdf", "b.pdf", "self.png", "a.pdf")]
+    assert len(_document_pages(settings, "kept.png")) == 1
+
+
 def test_enormous_and_extreme_page_boxes_render_within_the_budget(settings, sample_docs, earlier, tmp_path):
     sizes = [(14400, 14400), (14400, 1), (1, 14400), (14400, 0), (0.01, 0.01)]
     boxes = pdf_of_page_sizes(tmp_path / "boxes.pdf", sizes)

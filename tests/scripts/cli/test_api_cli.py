@@ -66,7 +66,7 @@ def _rows(table: str) -> list[list[str]]:
 
 
 def test_ingest_uploads_the_files_and_waits_until_every_page_is_indexed(ingested, api, sample_docs, tmp_path):
-    assert ingested.stdout.strip() == "4 documents added (6 pages), 0 duplicates skipped"
+    assert ingested.stdout.strip() == "4 documents added (6 pages), 0 skipped as already in the corpus"
     assert "uploading documents" in ingested.stderr and "indexing pages" in ingested.stderr
     direct = _rows(cli("corpora", "--tenant", "clitest").stdout)
     assert [r[:6] for r in direct] == [[CORPUS, "clitest", "4", "6", "6", "0"]], "indexed before ingest returned"
@@ -75,7 +75,7 @@ def test_ingest_uploads_the_files_and_waits_until_every_page_is_indexed(ingested
     bad.write_bytes(b"not a PDF at all")
     again = cli("ingest", str(sample_docs["root"]), str(bad), "--corpus", CORPUS, *api, ok=False)
     assert again.exit_code == 1
-    assert again.stdout.strip() == "0 documents added (0 pages), 4 duplicates skipped"
+    assert again.stdout.strip() == "0 documents added (0 pages), 4 skipped as already in the corpus"
     (error,) = [line for line in again.stderr.splitlines() if line.startswith("error")]
     assert error.startswith("error bad.pdf: "), again.stderr
 
