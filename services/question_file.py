@@ -211,17 +211,14 @@ def _jsonl_records(path: Path, lines: Lines) -> Iterator[tuple[int, dict | Input
 
 
 def _row(path: Path, line: int, record: dict, document_field: str) -> QuestionRow:
-    custom_id = record.get("custom_id")
+    custom_id = _custom_id(path, line, record.get("custom_id"))
     question = record.get("question")
-    if custom_id is None or str(custom_id).strip() == "":
-        raise InputError("custom_id is missing or empty", source=str(path), line=line)
     if not isinstance(question, str) or not question.strip():
         raise InputError("question is missing or empty", source=str(path), line=line)
     if len(question) > MAX_QUESTION_CHARS:
         raise InputError(f"question is longer than {MAX_QUESTION_CHARS} characters", source=str(path), line=line)
     if None in record:
         raise InputError("the row has more fields than the header", source=str(path), line=line)
-    custom_id = str(custom_id).strip()
     if len(custom_id) > MAX_CUSTOM_ID_CHARS:
         raise InputError(f"custom_id is longer than {MAX_CUSTOM_ID_CHARS} characters", source=str(path), line=line)
     document = record.get(document_field)
@@ -229,6 +226,22 @@ def _row(path: Path, line: int, record: dict, document_field: str) -> QuestionRo
     for name, value in (("custom_id", custom_id), ("question", question), (document_field, document)):
         _check_storable(path, line, name, value)
     return QuestionRow(custom_id, question.strip(), document, line)
+
+
+#: JSON's names of the types a ``custom_id`` must not have, for the message.
+_JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", dict: "an object", list: "an array"}
+
+
+def _custom_id(path: Path, line: int, value: object) -> str:
+    """The row's ``custom_id`` stripped: a string, as in OpenAI's batch input (a number or an object would be
+    stored as its Python repr, ``{'a': 1}``, and results could not be joined back to the input), the one rule for
+    every kind of question file."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError("custom_id is missing or empty", source=str(path), line=line)
+    if not isinstance(value, str):
+        raise InputError(f"custom_id must be a string, not {_JSON_TYPES.get(type(value), type(value).__name__)}",
+                         source=str(path), line=line, code="invalid_custom_id")
+    return value.strip()
 
 
 def _check_storable(path: Path, line: int, name: str, value: str | None) -> None:
