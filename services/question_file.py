@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import heapq
 import json
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -124,24 +125,49 @@ def open_question_file(
     1 MiB reads, to choose the encoding; no row is kept.
 
     Raises:
-        InputError: the file cannot be read, is not valid UTF-16 after a UTF-16 BOM, is empty, has an unknown
-            suffix, or a CSV lacks the ``custom_id`` or ``question`` header.
+        InputError: the file is refused by :func:`check_question_path`, cannot be read, is not valid UTF-16 after a
+            UTF-16 BOM, is empty, or a CSV lacks the ``custom_id`` or ``question`` header.
     """
+    kind = check_question_path(path, kind=kind)
     try:
         encoding, notes = sniff_encoding(path)
         if not has_text(path, encoding):
             raise InputError("the question file is empty", source=str(path))
     except OSError as exc:
         raise InputError(f"cannot read the question file ({exc.strerror or exc})", source=str(path)) from exc
-    if kind not in KINDS:
-        kind = {".csv": "csv", **dict.fromkeys(JSONL_SUFFIXES, "jsonl")}.get(path.suffix.lower())
-        if kind is None:
-            raise InputError("question files are .csv or .jsonl", source=str(path))
     qf = QuestionFile(path, kind, encoding, document_field, errors if errors is not None else ErrorLog(), notes)
     if kind == "csv":
         with qf._open() as f:
             _csv_header(path, csv.reader(Lines(f), strict=True))
     return qf
+
+
+def check_question_path(path: Path, *, kind: str | None = None, max_bytes: int | None = None) -> str:
+    """What a question file must be before it is opened, seen with ``stat`` alone (which never blocks, not even on
+    a pipe): a regular file (symbolic links followed), with a question file's suffix unless ``kind`` (one of
+    :data:`KINDS`) is given, of at most ``max_bytes`` bytes when given (the CLI passes PAGEQA_MAX_UPLOAD_BYTES, the
+    cap of an upload). A character device such as ``/dev/zero`` or a FIFO never ends: reading it would hang the
+    submit with its job in ``validating``. Returns the file's kind.
+
+    Raises:
+        InputError: naming the file: no such file, not a regular file, an unknown suffix, or too large.
+    """
+    try:
+        st = path.stat()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path, which no file can have
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the path contains a NUL byte"
+        raise InputError(f"cannot read the question file ({why})", source=str(path)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError("not a regular file (a device or a pipe): a question file is read to its end",
+                         source=str(path))
+    if kind not in KINDS:
+        kind = {".csv": "csv", **dict.fromkeys(JSONL_SUFFIXES, "jsonl")}.get(path.suffix.lower())
+        if kind is None:
+            raise InputError("question files are .csv or .jsonl", source=str(path))
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise InputError(f"the question file is larger than {max_bytes} bytes (PAGEQA_MAX_UPLOAD_BYTES)",
+                         source=str(path))
+    return kind
 
 
 def _csv_header(path: Path, reader) -> list[str]:

@@ -51,7 +51,10 @@ def submit(
     from pageqa.options import job_options
     from scripts.cli import remote
     from services.jobs import submit_file
+    from services.question_file import check_question_path
 
+    # a pipe or a device never ends: neither upload nor read it (the local path checks again, for its callers)
+    check_question_path(file, max_bytes=get_settings().max_upload_bytes)
     options = job_options(retrieve_top_k=retrieve_top_k, rerank_top_k=rerank_top_k, max_new_tokens=max_new_tokens,
                           chunk_size=chunk_size, lanes=parse_lanes(lanes), document_field=document_field,
                           priority=priority, completion_window=completion_window)
