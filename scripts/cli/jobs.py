@@ -21,6 +21,7 @@ from scripts.cli.base import (
     console,
     err_console,
     parse_lanes,
+    shown,
 )
 from services.runtime import prepare
 
@@ -190,7 +191,7 @@ def jobs(
     table.add_column("job", no_wrap=True)
     rows, _ = list_jobs(settings, tenant=tenant, status=JobStatus(status) if status else None, limit=limit)
     for job in rows:
-        table.add_row(job.status.value, str(job.total), job.tenant, escape(job.source),
+        table.add_row(job.status.value, str(job.total), shown(job.tenant), shown(job.source),
                       f"{job.created_at:%Y-%m-%d %H:%M:%S}", job.id)
     console.print(table)
 

@@ -82,6 +82,11 @@ def test_framework_errors_answer_the_one_error_body(server):
          "body.input_file_id"),
         ("GET", "/v1/jobs?limit=abc", auth, b"", 422, "invalid_request", "query.limit"),
         ("GET", "/v1/jobs", {}, b"", 401, "unauthorized", "API key is required"),
+        # names are refused before the body is read (tests/scripts/cli/test_names.py has the rule)
+        ("POST", "/v1/corpora/%E2%80%AEfdp.exe/documents", multipart, two_files, 400, "invalid_name",
+         "corpus name '\\u202efdp.exe' contains U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("POST", "/v1/corpora/%20/documents", multipart, two_files, 400, "invalid_name",
+         "corpus name ' ' starts or ends with whitespace"),
     ]
     for method, path, headers, body, status, code, piece in cases:
         response = httpx.request(method, url + path, headers=headers, content=body)
@@ -124,3 +129,11 @@ def test_a_client_that_leaves_mid_body_is_one_log_line(server):
     assert "Traceback" not in text and "Exception in ASGI application" not in text, text[-3000:]
     time.sleep(0.2)
     assert httpx.get(f"{url}/v1/health", timeout=10).json()["status"] == "ok", "the server still answers"
+
+
+def test_an_uploaded_file_name_is_stored_inert(server):
+    url, key, _ = server
+    response = httpx.post(f"{url}/v1/files", headers={"Authorization": f"Bearer {key}"}, data={"purpose": "batch"},
+                          files={"file": ("\u202elnosj.exe", b'{"custom_id": "a"}\n', "application/x-ndjson")})
+    assert response.status_code == 200, response.text
+    assert response.json()["filename"] == "\ufffdlnosj.exe"  # as a document's name is stored: one printable part
