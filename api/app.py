@@ -1,5 +1,5 @@
 """The FastAPI application: routes under ``/v1``, OpenAPI docs at ``/docs`` and ``/redoc`` (served offline,
-:mod:`api.docs`), domain errors as 4xx JSON."""
+:mod:`api.docs`), every error as ``{"error": {"code", "message"}}`` (:mod:`api.errors`)."""
 
 from __future__ import annotations
 
@@ -8,31 +8,19 @@ import logging
 import shutil
 import time
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from api import errors
 from api.deps import uploads_dir
 from api.docs import mount_docs
 from api.limits import LimitBodySize
 from api.routes import batches, corpora, files, health, jobs, reports
-from api.schemas import ErrorBody, error_body
-from pageqa.errors import (
-    ConfigError,
-    ConflictError,
-    InputError,
-    NotFoundError,
-    PageQAError,
-    ServiceError,
-    printable,
-)
+from api.schemas import ErrorBody
 from pageqa.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-#: HTTP status and error code of each domain exception (the most specific class first).
-STATUS = [(NotFoundError, 404, "not_found"), (ConflictError, 409, "conflict"), (InputError, 400, "invalid_input"),
-          (ConfigError, 400, "invalid_option"), (ServiceError, 503, "service_unavailable"), (PageQAError, 400, "error")]
 #: The error responses of every route but /v1/health, in the OpenAPI document (the body: :class:`ErrorBody`).
 ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in (
     (400, "Invalid input or option."), (401, "No API key, or an unknown or revoked one."), (404, "Not found."),
@@ -88,22 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, prefix="/v1")
     mount_docs(app)
 
-    @app.exception_handler(PageQAError)
-    async def domain_error(_request: Request, exc: PageQAError) -> JSONResponse:
-        status, code = next((s, c) for cls, s, c in STATUS if isinstance(exc, cls))
-        code = exc.code if isinstance(exc, InputError) else code
-        return JSONResponse(error_body(code, str(exc)), status_code=status)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-                413: "payload_too_large"}.get(exc.status_code, "error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(x) for x in first.get("loc", ()))
-        return JSONResponse(error_body("invalid_request", printable(f"{where}: {first.get('msg')}")), status_code=422)
-
+    errors.install(app)
     return app

@@ -11,14 +11,21 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.schema import Corpus, Document, Page, PageEmbedding, Passage, Question
-from pageqa.domain import QuestionStatus
+from pageqa.domain import QuestionStatus, check_name, check_tenant
 from pageqa.errors import DuplicateDocumentError, NotFoundError
 
 NAME_MAX_CHARS = 300  # a document's title or file name as stored: longer than file names get, short enough to show
 
 
 def get_or_create_corpus(session: Session, *, name: str, tenant: str = "default") -> Corpus:
-    """The tenant's corpus called ``name``, created when missing (safe under concurrent callers)."""
+    """The tenant's corpus called ``name``, created when missing (safe under concurrent callers).
+
+    Raises:
+        InputError: ``name`` is not a name or ``tenant`` not a tenant's (:func:`pageqa.domain.check_name`,
+            :func:`~pageqa.domain.check_tenant`); nothing is created.
+    """
+    check_name(name, what="corpus name")
+    check_tenant(tenant)
     session.execute(insert(Corpus).values(name=name, tenant=tenant)
                     .on_conflict_do_nothing(index_elements=["tenant", "name"]))
     return session.scalars(select(Corpus).where(Corpus.tenant == tenant, Corpus.name == name)).one()

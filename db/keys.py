@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -11,12 +10,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.schema import ApiKey
-from pageqa.domain import ALL_TENANTS
-from pageqa.errors import InputError, NotFoundError
+from pageqa.domain import check_name, check_tenant
+from pageqa.errors import NotFoundError
 
 #: Every key starts so; a leaked one is recognisable (secret scanners look for fixed prefixes).
 KEY_PREFIX = "pqa_"
-TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 def hash_key(key: str) -> str:
@@ -38,15 +36,14 @@ def create_key(session: Session, *, tenant: str, name: str = "") -> NewKey:
 
     Raises:
         InputError: the tenant name is not 1–100 letters, digits, ``_``, ``.`` or ``-``, or is ``all`` (the
-            nightly report's scope over every tenant).
+            nightly report's scope over every tenant) (:func:`pageqa.domain.check_tenant`); or ``name``, when
+            given, is not a name (:func:`pageqa.domain.check_name`).
     """
-    if not TENANT_NAME.match(tenant):
-        raise InputError(f"tenant {tenant!r}: use 1-100 letters, digits, '_', '.' or '-', starting with a letter or "
-                         "digit")
-    if tenant == ALL_TENANTS:
-        raise InputError(f"tenant {ALL_TENANTS!r} is reserved: it names the nightly report over every tenant")
+    check_tenant(tenant)
+    if name:
+        check_name(name, what="key name")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(tenant=tenant, name=name[:200], prefix=key[:12], key_hash=hash_key(key))
+    row = ApiKey(tenant=tenant, name=name, prefix=key[:12], key_hash=hash_key(key))
     session.add(row)
     session.flush()
     return NewKey(row.id, tenant, key)

@@ -1,13 +1,16 @@
-"""The rules of pageqa's domain, written once: job and question states, lane names, the reserved tenant name,
-what counts as "Not answerable" and how an instant is written. Every layer imports them from here; none redefines
-them."""
+"""The rules of pageqa's domain, written once: job and question states, lane names, what a name may be (corpus,
+tenant, key), the reserved tenant name, what counts as "Not answerable" and how an instant is written. Every layer
+imports them from here; none redefines them."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
 import re
+import unicodedata
 from typing import Literal, get_args
+
+from pageqa.errors import InputError
 
 
 class JobStatus(str, enum.Enum):
@@ -65,6 +68,61 @@ def split_lanes(text: str) -> list[str]:
 
 #: The tenant name no API key may have: the nightly report's page over every tenant is stored under it.
 ALL_TENANTS = "all"
+#: A tenant name: ASCII letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit (it names report
+#: pages and appears in logs).
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+#: Longest name a user chooses (a corpus's, an API key's): the ``corpora.name`` column's length.
+NAME_MAX_CHARS = 200
+
+
+def name_problem(name: str, *, max_chars: int = NAME_MAX_CHARS) -> str | None:
+    """Why ``name`` cannot name a corpus, a key, a tenant or a column; None when it can. The one rule for names a
+    user chooses: not empty, no whitespace at either end, not ``.`` or ``..``, at most ``max_chars`` characters,
+    and every character printable by :meth:`str.isprintable`: no control character (Unicode category Cc), no
+    format character (Cf: the bidi overrides and isolates U+202A-U+202E and U+2066-U+2069, zero-width U+200B-U+200D,
+    U+FEFF), no surrogate, private-use or unassigned code point, no separator but the ASCII space. A right-to-left
+    override in a name would make ``pageqa corpora`` show an operator another name than the stored one."""
+    if not name:
+        return "is empty"
+    if name != name.strip():
+        return "starts or ends with whitespace"
+    if name in (".", ".."):
+        return f"cannot be {name!r}"
+    if len(name) > max_chars:
+        return f"is longer than {max_chars} characters"
+    bad = next((c for c in name if not c.isprintable()), None)
+    if bad is not None:
+        named = f" {unicodedata.name(bad)}" if unicodedata.name(bad, "") else ""
+        return f"contains U+{ord(bad):04X}{named}, an unprintable character (category {unicodedata.category(bad)})"
+    return None
+
+
+def check_name(name: str, *, what: str, max_chars: int = NAME_MAX_CHARS) -> str:
+    """``name`` when :func:`name_problem` finds nothing wrong with it; ``what`` says what it names.
+
+    Raises:
+        InputError: e.g. ``corpus name '\\u202eevil' contains U+202E RIGHT-TO-LEFT OVERRIDE, …``.
+    """
+    problem = name_problem(name, max_chars=max_chars)
+    if problem is not None:
+        raise InputError(f"{what} {name!r} {problem}", code="invalid_name")
+    return name
+
+
+def check_tenant(tenant: str) -> str:
+    """``tenant`` when it may name a tenant (:data:`TENANT_NAME`, and not :data:`ALL_TENANTS`).
+
+    Raises:
+        InputError: it may not.
+    """
+    if not TENANT_NAME.match(tenant):
+        raise InputError(f"tenant {tenant!r}: use 1-100 letters, digits, '_', '.' or '-', starting with a letter or "
+                         "digit", code="invalid_name")
+    if tenant == ALL_TENANTS:
+        raise InputError(f"tenant {ALL_TENANTS!r} is reserved: it names the nightly report over every tenant",
+                         code="invalid_name")
+    return tenant
 
 #: What every answer stage says when the pages do not hold the answer (MMLongBench-Doc's gold label too).
 NOT_ANSWERABLE = "Not answerable"

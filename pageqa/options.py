@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pageqa.domain import Lane
+from pageqa.domain import Lane, name_problem
 from pageqa.errors import ConfigError
 
 _WINDOW = re.compile(r"^(\d{1,7})(s|m|h|d)$")
@@ -29,7 +29,8 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_field: str = Field("document", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$",
-                                description="Column (CSV) or key (JSONL) naming the document to search in.")
+                                description="Column (CSV) or key (JSONL) naming the document to search in: a name "
+                                            "(pageqa.domain.name_problem).")
     retrieve_top_k: int | None = Field(None, ge=1, le=1000, description="Pages kept after first-stage fusion.")
     rerank_top_k: int | None = Field(None, ge=1, le=100, description="Pages passed on to the generator.")
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS, description="Longest answer, in tokens.")
@@ -38,6 +39,14 @@ class JobOptions(BaseModel):
         None, min_length=1, max_length=3, description="Retrieval lanes fused by reciprocal rank fusion.")
     priority: int = Field(5, ge=0, le=9, description="0 runs last, 9 first.")
     completion_window: str = Field("24h", pattern=_WINDOW.pattern, description="e.g. 24h, 90m, 30s, 7d.")
+
+    @field_validator("document_field")
+    @classmethod
+    def _a_name(cls, value: str) -> str:
+        problem = name_problem(value, max_chars=100)
+        if problem is not None:
+            raise ValueError(f"{value!r} {problem}")
+        return value
 
     @property
     def completion_window_s(self) -> float:

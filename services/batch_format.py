@@ -30,19 +30,17 @@ CITATIONS_KEY = "citations"
 
 def request_fields(record: dict, *, source: str, line: int) -> tuple[dict, int | None]:
     """The question row of one input line (``custom_id``, ``question``, ``document``) and its ``max_tokens`` (or
-    ``max_completion_tokens``; None when neither is given).
+    ``max_completion_tokens``; None when neither is given). ``custom_id`` is passed on as given: the question-file
+    reader checks it as it does every file's (a string; code ``invalid_custom_id``).
 
     Raises:
-        InputError: with the line, when ``custom_id`` is not a string, ``method`` is not ``POST``, ``url`` is not
-            :data:`CHAT_COMPLETIONS`, ``body`` or its ``messages`` are malformed, the last user message has no text
-            or has a non-text part, ``max_tokens`` is not a positive integer, or ``metadata.document`` is not a
-            string.
+        InputError: with the line, when ``method`` is not ``POST``, ``url`` is not :data:`CHAT_COMPLETIONS`,
+            ``body`` or its ``messages`` are malformed, the last user message has no text or has a non-text part,
+            ``max_tokens`` is not a positive integer, or ``metadata.document`` is not a string.
     """
     def refuse(message: str, code: str = "invalid_request") -> InputError:
         return InputError(message, source=source, line=line, code=code)
 
-    if not isinstance(record.get("custom_id"), str):
-        raise refuse("custom_id must be a string", "invalid_custom_id")
     if record.get("method") != "POST":
         raise refuse(f"method must be POST, not {record.get('method')!r}", "invalid_method")
     if record.get("url") != CHAT_COMPLETIONS:
@@ -61,7 +59,7 @@ def request_fields(record: dict, *, source: str, line: int) -> tuple[dict, int |
     if document is not None and not isinstance(document, str):
         raise refuse("body.metadata.document must be a string (a file name or title of the corpus)")
     question = _question(body.get("messages"), refuse)
-    return {"custom_id": record["custom_id"], "question": question, "document": document}, max_tokens
+    return {"custom_id": record.get("custom_id"), "question": question, "document": document}, max_tokens
 
 
 def _question(messages, refuse) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from db import corpus as corpus_db
 from db import files as files_db
 from db.engine import session_scope
 from db.schema import StoredFile
@@ -37,7 +38,8 @@ class FileInfo:
 
 
 def store(settings: Settings, *, tenant: str, filename: str, purpose: str, chunks: Iterable[bytes]) -> FileInfo:
-    """Store an uploaded file of ``tenant`` (its content read from ``chunks`` as they come).
+    """Store an uploaded file of ``tenant`` (its content read from ``chunks`` as they come) under ``filename`` made
+    one printable path component (:func:`db.corpus.clean_file_name`, as document names are).
 
     Raises:
         InputError: ``purpose`` is not one of :data:`UPLOAD_PURPOSES`, or the file is empty.
@@ -45,9 +47,10 @@ def store(settings: Settings, *, tenant: str, filename: str, purpose: str, chunk
     if purpose not in UPLOAD_PURPOSES:
         raise InputError(f"purpose {purpose!r} is not stored here: pageqa keeps files for batches "
                          f"(purpose {', '.join(UPLOAD_PURPOSES)})", code="invalid_purpose")
+    # the user's file name, cleaned as a document's is (one printable path component), not refused: it is theirs
+    filename = corpus_db.clean_file_name(filename) or "upload.jsonl"
     with session_scope(settings) as session:
-        row = files_db.store_file(session, tenant=tenant, filename=filename or "upload.jsonl", purpose=purpose,
-                                  chunks=chunks)
+        row = files_db.store_file(session, tenant=tenant, filename=filename, purpose=purpose, chunks=chunks)
         if not row.bytes:
             raise InputError("the file is empty", source=filename or None)
         return FileInfo.of(row)

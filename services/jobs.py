@@ -24,6 +24,7 @@ from services.question_file import (
     MAX_KEPT_ERRORS,
     ErrorLog,
     QuestionFile,
+    check_question_path,
     open_question_file,
 )
 from worker.queue import enqueue_questions
@@ -180,11 +181,14 @@ def submit_file(
     Raises:
         ConfigError: an option is out of range.
         NotFoundError: the tenant has no such corpus (no job is created).
-        InputError: the file is refused; the job is stored as ``failed`` with its errors.
+        InputError: the file is not a regular question file or is over PAGEQA_MAX_UPLOAD_BYTES
+            (:func:`~services.question_file.check_question_path`: no job is created); or its content is refused
+            (the job is stored as ``failed`` with its errors).
         ServiceError: the job is stored but the broker cannot be reached (the message names the job).
     """
     if not isinstance(options, JobOptions):
         options = job_options(**(options or {}))
+    check_question_path(path, max_bytes=settings.max_upload_bytes)  # before the job exists: a pipe never ends
     job_id = open_job(settings, corpus=corpus, source=path.name, options=options, tenant=tenant)
     return validate_job(settings, job_id=job_id, path=path, strict=strict, max_errors=max_errors)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import heapq
 import json
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pageqa.errors import InputError
+from pageqa.limits import over_limit
 from services.batch_format import request_fields
 from services.question_text import (
     Lines,
@@ -124,24 +126,49 @@ def open_question_file(
     1 MiB reads, to choose the encoding; no row is kept.
 
     Raises:
-        InputError: the file cannot be read, is not valid UTF-16 after a UTF-16 BOM, is empty, has an unknown
-            suffix, or a CSV lacks the ``custom_id`` or ``question`` header.
+        InputError: the file is refused by :func:`check_question_path`, cannot be read, is not valid UTF-16 after a
+            UTF-16 BOM, is empty, or a CSV lacks the ``custom_id`` or ``question`` header.
     """
+    kind = check_question_path(path, kind=kind)
     try:
         encoding, notes = sniff_encoding(path)
         if not has_text(path, encoding):
             raise InputError("the question file is empty", source=str(path))
     except OSError as exc:
         raise InputError(f"cannot read the question file ({exc.strerror or exc})", source=str(path)) from exc
-    if kind not in KINDS:
-        kind = {".csv": "csv", **dict.fromkeys(JSONL_SUFFIXES, "jsonl")}.get(path.suffix.lower())
-        if kind is None:
-            raise InputError("question files are .csv or .jsonl", source=str(path))
     qf = QuestionFile(path, kind, encoding, document_field, errors if errors is not None else ErrorLog(), notes)
     if kind == "csv":
         with qf._open() as f:
             _csv_header(path, csv.reader(Lines(f), strict=True))
     return qf
+
+
+def check_question_path(path: Path, *, kind: str | None = None, max_bytes: int | None = None) -> str:
+    """What a question file must be before it is opened, seen with ``stat`` alone (which never blocks, not even on
+    a pipe): a regular file (symbolic links followed), with a question file's suffix unless ``kind`` (one of
+    :data:`KINDS`) is given, of at most ``max_bytes`` bytes when given (the CLI passes PAGEQA_MAX_UPLOAD_BYTES, the
+    cap of an upload). A character device such as ``/dev/zero`` or a FIFO never ends: reading it would hang the
+    submit with its job in ``validating``. Returns the file's kind.
+
+    Raises:
+        InputError: naming the file: no such file, not a regular file, an unknown suffix, or too large.
+    """
+    try:
+        st = path.stat()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path, which no file can have
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the path contains a NUL byte"
+        raise InputError(f"cannot read the question file ({why})", source=str(path)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError("not a regular file (a device or a pipe): a question file is read to its end",
+                         source=str(path))
+    if kind not in KINDS:
+        kind = {".csv": "csv", **dict.fromkeys(JSONL_SUFFIXES, "jsonl")}.get(path.suffix.lower())
+        if kind is None:
+            raise InputError("question files are .csv or .jsonl", source=str(path))
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise InputError(over_limit("the question file", max_bytes, "max_upload_bytes"),
+                         source=str(path))
+    return kind
 
 
 def _csv_header(path: Path, reader) -> list[str]:
@@ -211,17 +238,14 @@ def _jsonl_records(path: Path, lines: Lines) -> Iterator[tuple[int, dict | Input
 
 
 def _row(path: Path, line: int, record: dict, document_field: str) -> QuestionRow:
-    custom_id = record.get("custom_id")
+    custom_id = _custom_id(path, line, record.get("custom_id"))
     question = record.get("question")
-    if custom_id is None or str(custom_id).strip() == "":
-        raise InputError("custom_id is missing or empty", source=str(path), line=line)
     if not isinstance(question, str) or not question.strip():
         raise InputError("question is missing or empty", source=str(path), line=line)
     if len(question) > MAX_QUESTION_CHARS:
         raise InputError(f"question is longer than {MAX_QUESTION_CHARS} characters", source=str(path), line=line)
     if None in record:
         raise InputError("the row has more fields than the header", source=str(path), line=line)
-    custom_id = str(custom_id).strip()
     if len(custom_id) > MAX_CUSTOM_ID_CHARS:
         raise InputError(f"custom_id is longer than {MAX_CUSTOM_ID_CHARS} characters", source=str(path), line=line)
     document = record.get(document_field)
@@ -229,6 +253,22 @@ def _row(path: Path, line: int, record: dict, document_field: str) -> QuestionRo
     for name, value in (("custom_id", custom_id), ("question", question), (document_field, document)):
         _check_storable(path, line, name, value)
     return QuestionRow(custom_id, question.strip(), document, line)
+
+
+#: JSON's names of the types a ``custom_id`` must not have, for the message.
+_JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", dict: "an object", list: "an array"}
+
+
+def _custom_id(path: Path, line: int, value: object) -> str:
+    """The row's ``custom_id`` stripped: a string, as in OpenAI's batch input (a number or an object would be
+    stored as its Python repr, ``{'a': 1}``, and results could not be joined back to the input), the one rule for
+    every kind of question file."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError("custom_id is missing or empty", source=str(path), line=line)
+    if not isinstance(value, str):
+        raise InputError(f"custom_id must be a string, not {_JSON_TYPES.get(type(value), type(value).__name__)}",
+                         source=str(path), line=line, code="invalid_custom_id")
+    return value.strip()
 
 
 def _check_storable(path: Path, line: int, name: str, value: str | None) -> None:

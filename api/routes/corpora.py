@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from api.deps import SettingsDep, TenantDep, uploads_dir
 from api.schemas import CorpusDetail, CorpusList, ErrorBody, Upload
 from db import corpus as corpus_db
+from pageqa.domain import check_name
 from pageqa.errors import InputError
 from pageqa.settings import Settings
 from services.corpora import corpus_detail, corpus_summaries
@@ -39,6 +40,7 @@ async def upload_documents(name: CorpusName, request: Request, settings: Setting
     """Store each uploaded file under a server-made name, ingest it into the tenant's corpus ``name`` (created
     when missing) and queue its pages for indexing. Documents keep the uploaded file name, which question files
     use to filter by document. A bad file is one error naming it; the others are ingested. 400 when none is."""
+    check_name(name, what="corpus name")  # before the body is read: the corpus would be created with it
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise HTTPException(415, "send the documents as multipart/form-data fields named 'files'")
     form = await request.form(max_files=MAX_FILES, max_fields=10)

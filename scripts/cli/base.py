@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pageqa.domain import LANES, split_lanes
-from pageqa.errors import ConfigError, PageQAError
+from pageqa.errors import ConfigError, PageQAError, printable
 from pageqa.settings import get_settings
 
 if TYPE_CHECKING:
@@ -48,6 +48,14 @@ def command(group: typer.Typer, *args, **kwargs):
         return group.command(*args, **kwargs)(run)
 
     return decorate
+
+
+def shown(text: str) -> str:
+    """A stored name (corpus, tenant, key, document, file) as the CLI prints it: inert. Each unprintable character
+    (a bidi override, an escape sequence, a newline) is written as its escape by :func:`pageqa.errors.printable`,
+    as in error messages, and rich markup is text. New names cannot hold such characters
+    (:func:`pageqa.domain.name_problem`), names stored before that rule still can."""
+    return escape(printable(text))
 
 
 ApiUrl = Annotated[str | None, typer.Option(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from pageqa.errors import ConfigError
 from pageqa.settings import get_settings
@@ -15,6 +16,7 @@ from scripts.cli.base import (
     bench_app,
     command,
     console,
+    err_console,
     parse_lanes,
 )
 from services.runtime import prepare
@@ -40,9 +42,12 @@ def evaluate(
     lanes: Annotated[str | None, typer.Option(help="Comma-separated lanes: visual,lexical,dense.")] = None,
     output: Annotated[Path | None, typer.Option(help="Report folder; default PAGEQA_HOME/eval/<corpus>.")] = None,
     spawn_worker: Annotated[bool, typer.Option(help="Start a worker for the run.")] = True,
+    strict: Annotated[bool, typer.Option(help="Refuse samples.json if any record is malformed (by default such "
+                                              "records are left out, listed and counted in the report).")] = False,
 ) -> None:
     """Evaluate page retrieval (per lane and fused) and answers on a directory of PDFs with gold questions;
-    prints the report and writes it as JSON and Markdown."""
+    prints the report and writes it as JSON and Markdown. A malformed record is left out with a one-line error
+    naming its index; the others are evaluated."""
     from scripts.eval.report import to_markdown
     from scripts.eval.run import run_eval
 
@@ -50,8 +55,10 @@ def evaluate(
     prepare(settings)
     report = run_eval(
         settings, directory, corpus=corpus, documents=document or (), max_documents=max_documents,
-        lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker,
+        lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker, strict=strict,
     )
+    for error in report["left_out"]["errors"]:
+        err_console.print(f"[yellow]skipped[/yellow] {escape(error)}", highlight=False)
     console.print(to_markdown(report), markup=False, highlight=False)
 
 

@@ -21,6 +21,7 @@ from scripts.cli.base import (
     console,
     err_console,
     parse_lanes,
+    shown,
 )
 from services.runtime import prepare
 
@@ -51,7 +52,10 @@ def submit(
     from pageqa.options import job_options
     from scripts.cli import remote
     from services.jobs import submit_file
+    from services.question_file import check_question_path
 
+    # a pipe or a device never ends: neither upload nor read it (the local path checks again, for its callers)
+    check_question_path(file, max_bytes=get_settings().max_upload_bytes)
     options = job_options(retrieve_top_k=retrieve_top_k, rerank_top_k=rerank_top_k, max_new_tokens=max_new_tokens,
                           chunk_size=chunk_size, lanes=parse_lanes(lanes), document_field=document_field,
                           priority=priority, completion_window=completion_window)
@@ -187,7 +191,7 @@ def jobs(
     table.add_column("job", no_wrap=True)
     rows, _ = list_jobs(settings, tenant=tenant, status=JobStatus(status) if status else None, limit=limit)
     for job in rows:
-        table.add_row(job.status.value, str(job.total), job.tenant, escape(job.source),
+        table.add_row(job.status.value, str(job.total), shown(job.tenant), shown(job.source),
                       f"{job.created_at:%Y-%m-%d %H:%M:%S}", job.id)
     console.print(table)
 

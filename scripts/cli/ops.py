@@ -20,6 +20,7 @@ from scripts.cli.base import (
     keys_app,
     models_app,
     services_app,
+    shown,
 )
 from services.runtime import prepare
 
@@ -95,7 +96,7 @@ def keys_create(
     settings = get_settings()
     prepare(settings)
     new = keys.create_key(settings, tenant=tenant, name=name)
-    err_console.print(f"key {new.id} for tenant {escape(new.tenant)} (store it now: it is not shown again)",
+    err_console.print(f"key {new.id} for tenant {shown(new.tenant)} (store it now: it is not shown again)",
                       highlight=False)
     console.print(new.key, markup=False, highlight=False)
 
@@ -108,7 +109,7 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (pageqa
     settings = get_settings()
     prepare(settings)
     row = keys.revoke_key(settings, key_id=key_id)
-    console.print(f"key {row.id} ({row.prefix}…) of tenant {escape(row.tenant)} revoked at "
+    console.print(f"key {row.id} ({row.prefix}…) of tenant {shown(row.tenant)} revoked at "
                   f"{row.revoked_at:%Y-%m-%d %H:%M:%S}", highlight=False)
 
 
@@ -123,7 +124,7 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant'
     prepare(settings)
     table = Table("id", "tenant", "prefix", "name", "created", "last used", "revoked")
     for k in keys.list_keys(settings, tenant=tenant):
-        table.add_row(str(k.id), escape(k.tenant), k.prefix + "…", escape(k.name),
+        table.add_row(str(k.id), shown(k.tenant), k.prefix + "…", shown(k.name),
                       *(f"{t:%Y-%m-%d %H:%M}" if t else "" for t in (k.created_at, k.last_used_at, k.revoked_at)))
     console.print(table)
 

@@ -26,6 +26,7 @@ from pageqa.errors import (
 )
 from pageqa.options import JobOptions
 from scripts.cli import progress
+from scripts.cli.base import shown
 from scripts.cli.client import MAX_FILES_PER_UPLOAD, ApiClient, FileFormat, FileKind
 from services.job_views import JobStatusView
 from services.jobs import Submitted
@@ -112,7 +113,7 @@ def jobs_table(client: ApiClient, *, limit: int, status: str | None) -> Table:
     table = Table("status", "questions", "source", "created")
     table.add_column("job", no_wrap=True)
     for job in itertools.islice(client.iter_jobs(status=status, page_size=min(limit, 100)), limit):
-        table.add_row(job["status"], str(job["request_counts"]["total"]), escape(job["input_file"]),
+        table.add_row(job["status"], str(job["request_counts"]["total"]), shown(job["input_file"]),
                       f"{_time(job['created_at']):%Y-%m-%d %H:%M:%S}", escape(job["id"]))
     return table
 

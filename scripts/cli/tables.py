@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rich.markup import escape
 from rich.table import Table
+
+from scripts.cli.base import shown
 
 
 def _when(iso: str) -> str:
@@ -19,17 +20,17 @@ def corpora_table(rows: list[dict]) -> Table:
     table = Table("corpus", *(["tenant"] if with_tenant else []), "documents", "pages", "indexed", "failed",
                   "created")
     for r in rows:
-        table.add_row(escape(r["name"]), *([escape(r["tenant"])] if with_tenant else []), str(r["documents"]),
+        table.add_row(shown(r["name"]), *([shown(r["tenant"])] if with_tenant else []), str(r["documents"]),
                       str(r["pages"]), str(r["pages_indexed"]), str(r["pages_failed"]), _when(r["created_at"]))
     return table
 
 
 def documents_table(corpus: dict) -> Table:
     """The corpus's documents, titled with its counts."""
-    title = (f"corpus {corpus['name']}: {corpus['documents']} documents, {corpus['pages']} pages "
+    title = (f"corpus {shown(corpus['name'])}: {corpus['documents']} documents, {corpus['pages']} pages "
              f"({corpus['pages_indexed']} indexed, {corpus['pages_failed']} failed)")
-    table = Table("document", "title", "kind", "pages", "bytes", "added", title=escape(title), title_justify="left")
+    table = Table("document", "title", "kind", "pages", "bytes", "added", title=title, title_justify="left")
     for d in corpus["document_list"]:
-        table.add_row(escape(d["name"]), escape(d["title"] or ""), escape(d["kind"]), str(d["pages"]),
+        table.add_row(shown(d["name"]), shown(d["title"] or ""), shown(d["kind"]), str(d["pages"]),
                       f"{d['size_bytes']:,}", _when(d["created_at"]))
     return table

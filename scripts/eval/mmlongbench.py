@@ -67,12 +67,17 @@ def source_category(source: str) -> str:
         raise ValueError(f"unknown evidence source {source!r}") from None
 
 
-def read_samples(directory: Path) -> list[Sample]:
-    """Read and check every question record of ``directory/samples.json``, in file order.
+def read_samples(directory: Path, *, strict: bool = False, left_out: list[InputError] | None = None) -> list[Sample]:
+    """Read and check every question record of ``directory/samples.json``; the valid ones in file order.
+
+    A malformed record (such as upstream MMLongBench-Doc's two whose evidence page is 0) is left out, as a bad row
+    of a question file is: its error, naming the record's 0-based index, is appended to ``left_out`` when a list
+    is given and logged as a warning, and the rest are read. With ``strict`` any malformed record refuses the file.
 
     Raises:
-        InputError: ``pdfs/`` or ``samples.json`` is missing or unreadable, or a record is malformed; for a
-            record the error's ``line`` is its 0-based index (``Sample.index``), also named in the message.
+        InputError: ``pdfs/`` or ``samples.json`` is missing or unreadable, or not a JSON list; no record is valid;
+            or (``strict``) a record is malformed. For a record the error's ``line`` is its 0-based index
+            (``Sample.index``), also named in the message.
     """
     directory = Path(directory)
     path, pdfs = directory / "samples.json", directory / "pdfs"
@@ -89,8 +94,22 @@ def read_samples(directory: Path) -> list[Sample]:
     if not isinstance(records, list):
         raise InputError("expected a JSON list of question records", source=str(path))
     pdf_names = {p.name for p in pdfs.iterdir()}
-    samples = [_sample(record, index, path, pdf_names) for index, record in enumerate(records)]
-    logger.info("read %d questions (%d answerable) from %s", len(samples), sum(s.answerable for s in samples), path)
+    samples, refused = [], []
+    for index, record in enumerate(records):
+        try:
+            samples.append(_sample(record, index, path, pdf_names))
+        except InputError as exc:
+            refused.append(exc)
+    if strict and refused:
+        raise InputError(f"{len(refused)} invalid records (--strict); first: {refused[0]}")
+    if not samples:
+        raise InputError(f"no valid record{f'; first error: {refused[0]}' if refused else ''}", source=str(path))
+    for error in refused:
+        logger.warning("left out: %s", error)
+    if left_out is not None:
+        left_out.extend(refused)
+    logger.info("read %d questions (%d answerable) from %s; %d records left out", len(samples),
+                sum(s.answerable for s in samples), path, len(refused))
     return samples
 
 

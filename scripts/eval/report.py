@@ -86,10 +86,13 @@ def breakdown(outcomes: Sequence[Outcome], key) -> dict[str, dict[str, float]]:
     return out
 
 
-def build_report(outcomes: Sequence[Outcome], *, throughput: dict[str, float], meta: dict) -> dict:
-    """The whole report as plain data (JSON-ready)."""
+def build_report(outcomes: Sequence[Outcome], *, throughput: dict[str, float], meta: dict,
+                 left_out: Sequence[str] = ()) -> dict:
+    """The whole report as plain data (JSON-ready). ``left_out``: the one-line errors of the records that were not
+    evaluated (malformed in ``samples.json``), counted and listed under ``left_out``."""
     return {
         "meta": meta,
+        "left_out": {"records": len(left_out), "errors": list(left_out)},
         "retrieval": retrieval_metrics(outcomes),
         "answers": answer_metrics(outcomes),
         "by_doc_type": breakdown(outcomes, lambda s: [s.doc_type]),
@@ -108,6 +111,10 @@ def to_markdown(report: dict) -> str:
     """The report as Markdown tables."""
     lines = [f"# Evaluation: {report['meta'].get('dataset', '')}", ""]
     lines += [f"- {k}: {v}" for k, v in report["meta"].items()] + [""]
+    left_out = report.get("left_out", {"records": 0, "errors": []})
+    if left_out["records"]:
+        lines += [f"## Records left out: {left_out['records']} (malformed in samples.json; not evaluated)", ""]
+        lines += [f"- {e}" for e in left_out["errors"]] + [""]
     metrics = ["hit@1", "hit@5", "hit@10", "recall@5", "mrr", "ndcg@5", "n"]
     lines += ["## Page retrieval (within the question's document)", "", "| lane | " + " | ".join(metrics) + " |",
               "|---" * (len(metrics) + 1) + "|"]

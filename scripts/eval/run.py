@@ -25,15 +25,17 @@ log = logging.getLogger(__name__)
 
 
 def select_samples(
-    directory: Path, *, documents: Sequence[str] = (), max_documents: int | None = None
+    directory: Path, *, documents: Sequence[str] = (), max_documents: int | None = None, strict: bool = False,
+    left_out: list[InputError] | None = None,
 ) -> tuple[list[Sample], list[Path]]:
     """The samples of the chosen documents (all, the named ones, or the ``max_documents`` shortest PDFs) and
-    their PDF paths.
+    their PDF paths. Malformed records are left out and appended to ``left_out`` (:func:`read_samples`).
 
     Raises:
-        InputError: a named document is not in ``pdfs/``.
+        InputError: a named document is not in ``pdfs/``; or from :func:`read_samples` (``strict``: any
+            malformed record).
     """
-    samples = read_samples(directory)
+    samples = read_samples(directory, strict=strict, left_out=left_out)
     names = sorted({s.doc_id for s in samples})
     if documents:
         missing = [d for d in documents if d not in names]
@@ -59,15 +61,19 @@ def _write_questions(samples: Sequence[Sample], path: Path) -> None:
 def run_eval(
     settings: Settings, directory: Path, *, corpus: str | None = None, documents: Sequence[str] = (),
     max_documents: int | None = None, lanes: Sequence[str] = (), output: Path | None = None,
-    spawn_worker: bool = True,
+    spawn_worker: bool = True, strict: bool = False,
 ) -> dict:
     """Run the evaluation and write ``report.json`` and ``report.md`` into ``output``; returns the report.
+    Malformed records of ``samples.json`` are left out and listed in the report's ``left_out`` (``strict``: the
+    file is refused instead, before anything is ingested).
 
     ``spawn_worker``: start a worker for the run (False when one already serves ``settings.worker_queue``).
     """
     from worker.process import running_worker
 
-    samples, pdfs = select_samples(directory, documents=documents, max_documents=max_documents)
+    left_out: list[InputError] = []
+    samples, pdfs = select_samples(directory, documents=documents, max_documents=max_documents, strict=strict,
+                                   left_out=left_out)
     corpus = corpus or f"eval-{directory.name}"
     output = output or settings.home_dir / "eval" / corpus
     worker = running_worker(settings, log_name=f"eval-{corpus}") if spawn_worker else nullcontext(None)
@@ -94,7 +100,7 @@ def run_eval(
     }
     meta = {"dataset": str(directory), "corpus": corpus, "job": job.job_id, "model_set": settings.models,
             "lanes": ",".join(lanes or settings.available_lanes())}
-    report = build_report(outcomes, throughput=throughput, meta=meta)
+    report = build_report(outcomes, throughput=throughput, meta=meta, left_out=[str(e) for e in left_out])
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     (output / "report.md").write_text(to_markdown(report), encoding="utf-8")

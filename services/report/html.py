@@ -9,6 +9,7 @@ import html
 
 from db.report_figures import STAGES
 from pageqa.domain import ALL_TENANTS
+from pageqa.errors import printable
 from services.report.figures import DayWindow
 from services.report.plots import (
     SERIES_TITLES,
@@ -42,6 +43,12 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _name(value) -> str:
+    """A stored name (tenant, corpus, document, custom_id) inert, as the CLI prints it: each unprintable character
+    (a bidi override, a zero-width space) written as its escape (:func:`pageqa.errors.printable`), then HTML-escaped."""
+    return _e(printable("" if value is None else str(value)))
+
+
 def _num(value, digits: int = 1) -> str:
     if value is None:
         return "–"
@@ -71,7 +78,7 @@ def render_html(f: dict, *, thumbnails: dict[int, str | None]) -> str:
     """The report page of one scope's figures: a self-contained HTML document (inline CSS, plots and thumbnails
     as ``data:`` URIs, no script)."""
     window = DayWindow.of(dt.date.fromisoformat(f["day"]), f["timezone"])
-    who = "all tenants" if f["scope"] == ALL_TENANTS else f"tenant {f['scope']}"
+    who = "all tenants" if f["scope"] == ALL_TENANTS else f"tenant {printable(f['scope'])}"
     title = f"pageqa nightly report, {f['day']} ({who})"
     parts = [f"<h1>{_e(title)}</h1>",
              (f'<p class="sub">The day {_e(f["day"])} from 00:00 to 24:00 {_e(f["timezone"])} '
@@ -130,11 +137,11 @@ def _confidence(f: dict, thumbnails: dict[int, str | None]) -> str:
     rows = []
     for item in conf["lowest"]:
         uri = thumbnails.get(item["page_id"])
-        thumb = (f'<img class="thumb" alt="page {item["page"]} of {_e(item["document"])}" src="{uri}">'
+        thumb = (f'<img class="thumb" alt="page {item["page"]} of {_name(item["document"])}" src="{uri}">'
                  if uri else _none("no image"))
         text = (f'<div class="ans"><b>{_e(item["question"])}</b><br>{_e(item["answer"])}'
-                f'<br><small>{_e(item["job_id"])} / {_e(item["custom_id"])}</small></div>')
-        rows.append([_num(item["score"], 3), text, f"{_e(item['document'])}, page {item['page']}", thumb])
+                f'<br><small>{_e(item["job_id"])} / {_name(item["custom_id"])}</small></div>')
+        rows.append([_num(item["score"], 3), text, f"{_name(item['document'])}, page {item['page']}", thumb])
     return (f"<h2>Answer confidence</h2><p>Top rerank score (the rank-1 citation) of {_num(conf['n'])} model-made "
             f"answers: min {_num(conf['min'], 3)}, median {_num(conf['p50'], 3)}, max {_num(conf['max'], 3)}.</p>"
             f'<img class="plot" alt="histogram of top rerank scores" src="{confidence_plot(conf)}">'
@@ -146,8 +153,8 @@ def _cited(f: dict) -> str:
     cited = f["most_cited"]
     if not cited["documents"]:
         return "<h2>Most-cited documents and pages</h2>" + _none("No answer cited a page on this day.")
-    docs = [[_e(d["document"]), _e(d["corpus"]), _num(d["citations"])] for d in cited["documents"]]
-    pages = [[_e(p["document"]), _num(p["page"]), _e(p["corpus"]), _num(p["citations"])] for p in cited["pages"]]
+    docs = [[_name(d["document"]), _name(d["corpus"]), _num(d["citations"])] for d in cited["documents"]]
+    pages = [[_name(p["document"]), _num(p["page"]), _name(p["corpus"]), _num(p["citations"])] for p in cited["pages"]]
     return ("<h2>Most-cited documents and pages</h2><p>Citations of every rank of the day's answers.</p>"
             + _table(["document", "corpus", "citations"], docs, numeric={2})
             + _table(["document", "page", "corpus", "citations"], pages, numeric={1, 3}))
@@ -157,7 +164,7 @@ def _growth(f: dict) -> str:
     g = f["corpus_growth"]
     if not g["corpora"]:
         return "<h2>Corpus growth</h2>" + _none("No document was ingested on this day.")
-    rows = [[_e(c["corpus"] if "tenant" not in c else f"{c['tenant']} / {c['corpus']}"), _num(c["documents_added"]),
+    rows = [[_name(c["corpus"] if "tenant" not in c else f"{c['tenant']} / {c['corpus']}"), _num(c["documents_added"]),
              _num(c["pages_added"]), _num(c["documents_total"]), _num(c["pages_total"])] for c in g["corpora"]]
     return (f"<h2>Corpus growth</h2><p>{_num(g['documents_added'])} documents and {_num(g['pages_added'])} pages "
             "ingested.</p>" + _table(["corpus", "documents added", "pages added", "documents at end of day",
@@ -168,7 +175,7 @@ def _errors(f: dict) -> str:
     if not f["errors"]:
         return "<h2>Errors</h2>" + _none("No question failed and no chunk recorded an error on this day.")
     rows = [[_e(e["source"]), _e(e["kind"]), _num(e["count"]),
-             f"{_e(e['example'])}<br><small>{_e(e['job_id'])}{' / ' + _e(e['custom_id']) if e['custom_id'] else ''}"
+             f"{_e(e['example'])}<br><small>{_e(e['job_id'])}{' / ' + _name(e['custom_id']) if e['custom_id'] else ''}"
              + "</small>"] for e in f["errors"]]
     return "<h2>Errors</h2>" + _table(["source", "type", "count", "example"], rows, numeric={2})
 

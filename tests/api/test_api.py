@@ -284,12 +284,14 @@ def test_a_malformed_file_is_reported_by_line(client, alpha):
     assert r.status_code == 400 and "priority" in r.json()["error"]["message"]
 
 
-def test_a_corpus_ingested_from_the_cli_for_a_tenant_is_that_tenants(client, alpha, beta, sample_docs):
+def test_a_corpus_ingested_from_the_cli_for_a_tenant_is_that_tenants(client, alpha, beta, sample_docs, tmp_path):
     cli("ingest", str(sample_docs["png"]), "--corpus", "from-cli", "--tenant", "alpha", "--no-wait")
     assert [c["documents"] for c in client.get("/v1/corpora", headers=alpha).json()["data"]
             if c["name"] == "from-cli"] == [1]
     assert "from-cli" not in {c["name"] for c in client.get("/v1/corpora", headers=beta).json()["data"]}
-    refused = cli("submit", str(sample_docs["png"]), "--corpus", "from-cli", ok=False)  # the default tenant's: none
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes(_jsonl([{"custom_id": "a", "question": "What is red?"}]))
+    refused = cli("submit", str(questions), "--corpus", "from-cli", ok=False)  # the default tenant's: none
     assert refused.exit_code == 1 and "no corpus named 'from-cli'" in refused.output
 
 

@@ -72,11 +72,39 @@ def test_jsonl_bad_json_and_non_objects(tmp_path):
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     rows, parsed = read_all(path)
-    assert [(r.custom_id, r.document, r.line) for r in rows] == [("a", None, 1), ("7", "x.png", 5)]
+    assert [(r.custom_id, r.document, r.line) for r in rows] == [("a", None, 1)]
     assert [str(e) for e in parsed.errors.kept] == [
         f"{path}:2: invalid JSON (Expecting property name enclosed in double quotes at column 2)",
         f"{path}:4: each line must be a JSON object",
+        f"{path}:5: custom_id must be a string, not a number",
     ]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "openai"])
+def test_a_custom_id_that_is_not_a_string_is_refused_by_line(tmp_path, kind):
+    """A number or an object as custom_id used to be stored as its Python repr ("{'a': 1}"), so its result could
+    not be joined back; every kind of question file refuses it by line, as OpenAI's batch input does."""
+    def line(custom_id, question: str) -> dict:
+        if kind == "jsonl":
+            return {"custom_id": custom_id, "question": question}
+        return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "m", "messages": [{"role": "user", "content": question}]}}
+
+    ids = ["ok-1", 7, 2.5, {"a": 1}, ["x"], True, None, "  ", " ok-2 "]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(line(c, f"question {i}?")) + "\n" for i, c in enumerate(ids)), encoding="utf-8")
+    rows, parsed = read_all(path, kind=kind)
+    assert [(r.custom_id, r.line) for r in rows] == [("ok-1", 1), ("ok-2", 9)]
+    assert [str(e) for e in parsed.errors.kept] == [
+        f"{path}:2: custom_id must be a string, not a number",
+        f"{path}:3: custom_id must be a string, not a number",
+        f"{path}:4: custom_id must be a string, not an object",
+        f"{path}:5: custom_id must be a string, not an array",
+        f"{path}:6: custom_id must be a string, not a boolean",
+        f"{path}:7: custom_id is missing or empty",
+        f"{path}:8: custom_id is missing or empty",
+    ]
+    assert {e.code for e in parsed.errors.kept[:5]} == {"invalid_custom_id"}
 
 
 def test_unknown_suffix_and_non_utf8(tmp_path):

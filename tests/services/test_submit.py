@@ -7,7 +7,11 @@ job, so nothing here reaches the session's worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -190,3 +194,36 @@ def test_a_higher_priority_job_is_taken_first(settings, corpus, tmp_path):
     assert order == ["high"] * 3 + ["default"] * 3 + ["low"] * 3, "submitted low first, taken high first"
     for job_id in ids.values():
         _cancel(settings, job_id)
+
+
+def _all_jobs(settings) -> int:
+    with session_scope(settings) as session:
+        return session.scalar(select(func.count()).select_from(Job))
+
+
+@pytest.mark.timeout(60)  # before the fix the FIFO and /dev/zero hung the submit: fail, do not hang the suite
+def test_a_question_file_that_never_ends_is_refused_before_any_job_is_stored(settings, corpus, tmp_path):
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+
+    def feed() -> None:  # a writer that never stops, should anything open the FIFO to read it
+        with contextlib.suppress(OSError), fifo.open("w") as out:
+            while True:
+                out.write(json.dumps({"custom_id": "x", "question": "again?"}) + "\n")
+
+    threading.Thread(target=feed, daemon=True).start()
+    zero = tmp_path / "zero.jsonl"
+    zero.symlink_to("/dev/zero")
+    before = _all_jobs(settings)
+    for path in (fifo, zero, Path("/dev/zero")):
+        refused = cli("submit", str(path), "--corpus", corpus, ok=False)
+        assert refused.exit_code == 1
+        assert refused.output == (f"error: {path}: not a regular file (a device or a pipe): a question file is read "
+                                  "to its end\n")
+    big = tmp_path / "big.jsonl"
+    big.write_text(json.dumps({"custom_id": "q1", "question": "Big?"}) + "\n", encoding="utf-8")
+    with pytest.raises(InputError) as too_big:  # the cap of an upload, PAGEQA_MAX_UPLOAD_BYTES
+        submit_file(settings.model_copy(update={"max_upload_bytes": 10}), path=big, corpus=corpus)
+    assert str(too_big.value) == f"{big}: the question file is larger than 10 bytes (9.537e-06 MiB, PAGEQA_MAX_UPLOAD_BYTES)"
+    assert _all_jobs(settings) == before, "no job row may be stored for a refused file"
+    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # lets the writer open, and fail on a pipe no one reads

@@ -95,12 +95,37 @@ def test_small_valid_directory(tmp_path):
         ("not an object", "expected a JSON object"),
     ],
 )
-def test_malformed_record_is_named(tmp_path, bad, message):
-    path = _write(tmp_path, [_record(), bad])
+def test_malformed_record_is_named_and_left_out(tmp_path, bad, message):
+    path = _write(tmp_path, [_record(), bad, _record(question="Third?")])
+    left_out: list[InputError] = []
+    assert [s.index for s in read_samples(tmp_path, left_out=left_out)] == [0, 2]
+    assert len(left_out) == 1 and message in str(left_out[0])
+    assert str(left_out[0]).startswith(f"{path}:1: record 1: ") and left_out[0].line == 1
     with pytest.raises(InputError, match=message) as caught:
+        read_samples(tmp_path, strict=True)
+    assert str(caught.value).startswith(f"1 invalid records (--strict); first: {path}:1: record 1: ")
+
+
+def test_upstream_records_with_evidence_page_0_are_left_out_and_the_rest_read(tmp_path):
+    """MMLongBench-Doc's own samples.json has two records whose evidence page is 0; the reader used to stop at
+    the first and evaluate nothing."""
+    records = [_record(question=f"Q{i}?") for i in range(6)]
+    records[2] = _record(evidence_pages="[0]")
+    records[5] = _record(evidence_pages="[0, 3]")
+    path = _write(tmp_path, records)
+    left_out: list[InputError] = []
+    samples = read_samples(tmp_path, left_out=left_out)
+    assert [s.index for s in samples] == [0, 1, 3, 4]
+    assert [str(e) for e in left_out] == [
+        f"{path}:2: record 2: evidence_pages must be 1-based page numbers, got [0]",
+        f"{path}:5: record 5: evidence_pages must be 1-based page numbers, got [0, 3]",
+    ]
+    with pytest.raises(InputError) as refused:
+        read_samples(tmp_path, strict=True)
+    assert str(refused.value) == f"2 invalid records (--strict); first: {left_out[0]}"
+    _write(tmp_path, [records[2]])
+    with pytest.raises(InputError, match=r"samples\.json: no valid record; first error: .*record 0: evidence_pages"):
         read_samples(tmp_path)
-    assert str(caught.value).startswith(f"{path}:1: record 1: ")
-    assert caught.value.line == 1
 
 
 def test_missing_parts_are_refused(tmp_path):
