@@ -109,11 +109,14 @@ def view(settings: Settings, *, batch_id: str, tenant: str) -> BatchView:
     Raises:
         NotFoundError: no such batch of the tenant.
     """
-    batch, job = _read(settings, batch_id=batch_id, tenant=tenant)
-    if is_final(job.status) and batch.files_written_at is None:
+    batch, _ = _read(settings, batch_id=batch_id, tenant=tenant)
+    # The status shown decides: read after the batch row, so an ended status always comes with its files (a job
+    # that ended between two reads once showed "completed" with no output file).
+    detail = job_views.job_detail(settings, job_id=batch_id)
+    if is_final(detail.job.status) and batch.files_written_at is None:
         _write_files(settings, batch_id=batch_id)
         batch, _ = _read(settings, batch_id=batch_id, tenant=tenant)
-    return BatchView(batch, job_views.job_detail(settings, job_id=batch_id))
+    return BatchView(batch, detail)
 
 
 def _read(settings: Settings, *, batch_id: str, tenant: str):
