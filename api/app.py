@@ -17,6 +17,7 @@ from api.docs import mount_docs
 from api.limits import LimitBodySize
 from api.routes import batches, corpora, files, health, jobs, reports
 from api.schemas import ErrorBody, error_body
+from db.engine import TRANSIENT
 from pageqa.errors import (
     ConfigError,
     ConflictError,
@@ -93,6 +94,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         status, code = next((s, c) for cls, s, c in STATUS if isinstance(exc, cls))
         code = exc.code if isinstance(exc, InputError) else code
         return JSONResponse(error_body(code, str(exc)), status_code=status)
+
+    async def database_unreachable(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unreachable: %s", " ".join(str(exc).split())[:300])
+        return JSONResponse(error_body("service_unavailable", "the database does not answer; try again later"),
+                            status_code=503)
+
+    for transient in TRANSIENT:  # a lost or restarting PostgreSQL: 503, as the error table says, not a bare 500
+        app.add_exception_handler(transient, database_unreachable)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
