@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from api.schemas import error_body
+from db.engine import TRANSIENT
 from pageqa.errors import (
     ConfigError,
     ConflictError,
@@ -80,6 +81,12 @@ async def client_disconnected(request: Request, _exc: ClientDisconnect) -> JSONR
     return _error(400, "incomplete_body", "the client disconnected before the request body was complete")
 
 
+async def database_unreachable(_request: Request, exc: Exception) -> JSONResponse:
+    """A lost or restarting PostgreSQL (:data:`db.engine.TRANSIENT`): 503, as the error table says, not a 500."""
+    log.warning("database unreachable: %s", " ".join(str(exc).split())[:300])
+    return _error(503, "service_unavailable", "the database does not answer; try again later")
+
+
 async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
     """A bug: 500 in the contract's shape. Starlette then raises the exception again, so uvicorn logs its
     traceback."""
@@ -92,4 +99,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(ClientDisconnect, client_disconnected)
+    for transient in TRANSIENT:
+        app.add_exception_handler(transient, database_unreachable)
     app.add_exception_handler(Exception, server_error)

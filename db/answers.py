@@ -12,6 +12,7 @@ from sqlalchemy import Row, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.orm import Session, lazyload
 
+from db.jobs import held_by
 from db.schema import Answer, ChunkRun, Citation, Document, LaneHit, Page, Question
 from pageqa.domain import QuestionStatus
 
@@ -47,15 +48,19 @@ class NewAnswer:
     dedup_key: str | None = None
 
 
-def record_answer(session: Session, *, new: NewAnswer) -> bool:
+def record_answer(session: Session, *, new: NewAnswer, worker: str) -> bool:
     """Write an answer, its citations and the ``answered`` state in the caller's transaction, with copies for the
-    question's in-job duplicates (``reused_from`` this question).
+    question's in-job duplicates (``reused_from`` this question), if ``worker`` (``hostname:pid``) still holds the
+    question's lease (:func:`db.jobs.held_by`); returns whether it wrote.
 
-    Idempotent: a question that already has an answer keeps it (unique ``question_id``); returns False then. So
-    does a question that ended meanwhile (its job expired while the models ran): its state stays as it is.
+    Nothing is written, and False returned, for a question that already has an answer (unique ``question_id``),
+    that ended meanwhile (its job expired while the models ran), or whose lease ``worker`` lost: a late write from
+    a worker the network cut off while its questions went to another worker is refused, whichever of the two
+    would have written first.
     """
-    state = session.scalar(select(Question.status).where(Question.id == new.question_id).with_for_update())
-    if state not in (QuestionStatus.running, QuestionStatus.queued):
+    held = session.scalar(select(Question.id).where(Question.id == new.question_id, held_by([worker]))
+                          .with_for_update())
+    if held is None:
         return False
     values = {k: getattr(new, k) for k in (
         "question_id", "answer", "retriever_model", "reranker_model", "generator_model",
@@ -124,12 +129,18 @@ SELECT question_id FROM new
 """)
 
 
-def copy_answer(session: Session, *, source_question_id: int, question_ids: Sequence[int]) -> list[int]:
+def copy_answer(
+    session: Session, *, source_question_id: int, question_ids: Sequence[int], worker: str | None = None,
+) -> list[int]:
     """Give each of ``question_ids`` a copy of the source question's answer, citations and lane rankings, marked
     ``answered``, with ``reused_from`` naming the question whose answer the models made (stage timings 0 ms: no
     model ran). The in-job duplicates of ``question_ids`` get one too. Questions that already have an answer keep
-    it, and questions that ended meanwhile (expired, cancelled) stay as they are. Returns the questions that got a
+    it, and questions that ended meanwhile (expired, cancelled) stay as they are; with ``worker``, so do those of
+    ``question_ids`` whose lease it no longer holds (:func:`db.jobs.held_by`). Returns the questions that got a
     copy."""
+    if worker is not None:
+        question_ids = list(session.scalars(select(Question.id).where(Question.id.in_(question_ids), held_by([worker]))
+                                            .with_for_update()))
     targets = list(question_ids) + _duplicates_of(session, ids=question_ids)
     return list(session.scalars(_COPY_ANSWER, {"src": source_question_id, "targets": targets}))
 

@@ -50,14 +50,33 @@ def _embedded_url(home: Path, parameters: tuple[tuple[str, str], ...]) -> str:
     return embedded.start(home, dict(parameters))
 
 
+def connect_params(settings: Settings, url: str) -> dict[str, int]:
+    """libpq parameters that bound every wait on a PostgreSQL server the network lost, in libpq's units: the
+    connection attempt (``connect_timeout``, seconds), and a request or an idle connection whose server stopped
+    acknowledging (``tcp_user_timeout``, milliseconds, with keepalives so a connection waiting for a reply notices
+    too). A busy server still acknowledges, so a long statement is never cut. Without them a request waits for the
+    kernel's TCP retries (about 15 minutes) or SYN retries (about 2 minutes). Parameters the URL itself sets are
+    left to it; libpq ignores these on a Unix socket."""
+    from sqlalchemy.engine import make_url
+
+    lost = settings.database_unreachable_seconds
+    params = {"connect_timeout": settings.database_connect_timeout_seconds, "keepalives": 1,
+              "keepalives_idle": max(1, lost // 2), "keepalives_interval": max(1, lost // 6), "keepalives_count": 3,
+              "tcp_user_timeout": lost * 1000}
+    given = make_url(url).query
+    return {k: v for k, v in params.items() if k not in given}
+
+
 @lru_cache(maxsize=4)
-def _engine_for(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+def _engine_for(url: str, params: tuple[tuple[str, int], ...]) -> Engine:
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=dict(params))
 
 
 def get_engine(settings: Settings) -> Engine:
-    """The process-wide engine for ``settings`` (created once, pinged before each checkout)."""
-    return _engine_for(resolve_database_url(settings))
+    """The process-wide engine for ``settings`` (created once, pinged before each checkout; waits on a lost server
+    bounded by :func:`connect_params`)."""
+    url = resolve_database_url(settings)
+    return _engine_for(url, tuple(connect_params(settings, url).items()))
 
 
 @contextmanager
@@ -69,10 +88,13 @@ def session_scope(settings: Settings) -> Iterator[Session]:
 
 
 def psycopg_conninfo(settings: Settings) -> str:
-    """The database URL as a libpq connection string for psycopg (no SQLAlchemy driver name)."""
+    """The database URL as a libpq connection string for psycopg (no SQLAlchemy driver name), with the
+    :func:`connect_params` that bound waits on a lost server."""
     from sqlalchemy.engine import make_url
 
-    url = make_url(resolve_database_url(settings)).set(drivername="postgresql")
+    raw = resolve_database_url(settings)
+    url = make_url(raw).set(drivername="postgresql")
+    url = url.update_query_dict({k: str(v) for k, v in connect_params(settings, raw).items()})
     return url.render_as_string(hide_password=False)
 
 

@@ -180,6 +180,14 @@ def lock_job(session: Session, *, job_id: str) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id).with_for_update())
 
 
+def held_by(workers: Iterable[str | None]):
+    """The SQL condition "``running`` under the lease of one of ``workers``" (``hostname:pid``). Only the holder of
+    a question's lease may write its outcome: a worker cut off from the database long enough for its lease to
+    expire finds, when it is back, that the reconciler gave its questions to another worker or queued them again,
+    and writes nothing. An expired lease the reconciler has not taken yet is still held (nobody else has it)."""
+    return (Question.status == QuestionStatus.running) & Question.worker.in_(list(workers))
+
+
 def iter_question_ids(
     session: Session, *, job_id: str, status: QuestionStatus | None = None, to_enqueue: bool = False,
     batch: int = 10_000,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from db.jobs import JOB_ID, request_counts, status_counts
+from db.jobs import JOB_ID, held_by, request_counts, status_counts
 from db.schema import Job, Question
 from pageqa.domain import ENDED_JOB_STATES, JobStatus, QuestionStatus
 from pageqa.errors import ConflictError, NotFoundError
@@ -31,7 +31,7 @@ def claim_questions(
     questions held by the workers in ``take_over``: a task retried after such an error names the workers whose
     attempt it continues, and another worker may run it.
     """
-    mine = (Question.status == QuestionStatus.running) & Question.worker.in_([worker, *take_over])
+    mine = held_by([worker, *take_over])
     due = (Question.status == QuestionStatus.queued) & (Question.enqueued_at <= func.now())
     stmt = select(Question).where(Question.id.in_(ids), due | mine if worker is not None else due)
     if max_attempts is not None:
@@ -70,7 +70,7 @@ def _cancel(session: Session, *, ids: Sequence[int]) -> None:
 
 def release(
     session: Session, *, ids: Sequence[int], error: str, max_attempts: int, delay_s: float = 0.0,
-    refund: bool = False,
+    refund: bool = False, worker: str | None = None,
 ) -> Released:
     """Hand ``running`` questions back after an attempt that did not answer them.
 
@@ -78,11 +78,12 @@ def release(
     sends its task with that countdown); one that used ``max_attempts`` claims is ``failed`` for good instead
     ("gave up after N attempts; last: ERROR"), with its waiting in-job duplicates. ``refund`` (the worker is
     shutting down: not the question's fault) gives the attempt back and never fails a question. A question whose
-    job was cancelled while it ran is ``cancelled``, never queued again.
+    job was cancelled while it ran is ``cancelled``, never queued again. With ``worker``, only the questions whose
+    lease it still holds (:func:`db.jobs.held_by`) are handed back, never those given to another worker meanwhile.
     """
+    holder = held_by([worker]) if worker is not None else Question.status == QuestionStatus.running
     rows = session.scalars(
-        select(Question).where(Question.id.in_(ids), Question.status == QuestionStatus.running)
-        .order_by(Question.id).with_for_update()
+        select(Question).where(Question.id.in_(ids), holder).order_by(Question.id).with_for_update()
     ).all()
     cancelled = _in_cancelled_jobs(session, ids=[q.id for q in rows])
     spent = [q.id for q in rows if not refund and q.attempts >= max_attempts and q.id not in cancelled]

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path("~/.pageqa"), description="Data of the embedded services, tiny models, reports.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset: embedded PostgreSQL.")
     broker_url: str | None = Field(default=None, description="Celery broker URL; unset: embedded redis-server.")
+    database_connect_timeout_seconds: int = Field(
+        default=10, gt=0, description="Longest wait for a TCP connection to PostgreSQL (libpq connect_timeout).",
+    )
+    database_unreachable_seconds: int = Field(
+        default=30, gt=0,
+        description="A TCP connection to PostgreSQL whose server acknowledges nothing for this long is dropped "
+        "(TCP_USER_TIMEOUT and keepalives): a request waiting on a lost network fails instead of hanging.",
+    )
 
     models: ModelSetName = Field(
         default="real",

@@ -103,11 +103,11 @@ def _answer(
         for qid, error in solver.failures.items():
             delay = backoff_s(settings, attempts[qid])
             back = lifecycle.release(session, ids=[qid], error=error, max_attempts=settings.max_attempts,
-                                     delay_s=delay)
+                                     delay_s=delay, worker=worker_id())
             retry.setdefault(delay, []).extend(back.requeued)
         if solver.cited_deleted:  # not the question's fault: back at once, the attempt refunded
             back = lifecycle.release(session, ids=solver.cited_deleted, error=CITED_DELETED,
-                                     max_attempts=settings.max_attempts, refund=True)
+                                     max_attempts=settings.max_attempts, refund=True, worker=worker_id())
             retry.setdefault(0.0, []).extend(back.requeued)
         finalizing = lifecycle.finish_jobs(session, job_ids=[job.id])
         run.record(session, error=next(iter(solver.failures.values()), None))
@@ -131,8 +131,8 @@ def _hand_back(settings: Settings, question_ids: list[int], stop: ChunkStopped) 
     shutdown = isinstance(stop, ShutdownRequested)
     delay = 0.0 if shutdown else settings.retry_backoff_seconds
     with session_scope(settings) as session:
-        back = lifecycle.release(session, ids=question_ids, error=one_line(stop),
-                                 max_attempts=settings.max_attempts, delay_s=delay, refund=shutdown)
+        back = lifecycle.release(session, ids=question_ids, error=one_line(stop), max_attempts=settings.max_attempts,
+                                 delay_s=delay, refund=shutdown, worker=worker_id())
         finalizing = []
         if back.failed or back.cancelled:
             ended = back.failed + back.cancelled
@@ -226,7 +226,7 @@ class _Solver:
                     lane_hits={**r.lanes, "fused": [(f.page_id, f.score) for f in r.fused]},
                     **self.pipe.model_ids, dedup_key=self.keys[a.question_id],
                     retrieve_ms=retrieve_ms, rerank_ms=a.timings_ms["rerank"], generate_ms=a.timings_ms["generate"],
-                ))
+                ), worker=worker_id())
         return written
 
 

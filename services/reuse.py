@@ -20,6 +20,7 @@ from db.jobs import normalize_question
 from db.schema import Job
 from models.pipeline import ChunkQuestion, Options
 from pageqa.settings import Settings
+from services.chunk_run import worker_id
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def reuse_answers(
         reused: set[int] = set()
         for qid, key in keys.items():
             if key in sources and qid not in reused:
-                copied = answers_db.copy_answer(session, source_question_id=sources[key], question_ids=[qid])
+                copied = answers_db.copy_answer(session, source_question_id=sources[key], question_ids=[qid],
+                                                worker=worker_id())
                 reused.update(q for q in copied if q in keys)
     if reused:
         log.info("%s: %d of %d questions answered by reuse", job.id, len(reused), len(questions))

@@ -68,13 +68,24 @@ def tiny_models(settings):
     return make_tiny(settings.home_dir / "models" / "tiny")
 
 
-def start_worker(env: dict[str, str], log_path: Path, *, beat: bool = False, timeout_s: float = 180):
-    """A real ``pageqa worker --device cpu`` child process with environment ``env``, once its log says ready."""
-    from worker.process import spawn_worker, stop_worker
+def start_worker(env: dict[str, str], log_path: Path, *, beat: bool = False, timeout_s: float = 180, wrap=()):
+    """A real ``pageqa worker --device cpu`` child process with environment ``env`` (``wrap``: the command that
+    runs it, :func:`worker.process.spawn_worker`), once its log says ready."""
+    from worker.process import spawn_worker
 
-    proc = spawn_worker(env=env, log_path=log_path, device="cpu", beat=beat)
+    since = log_path.stat().st_size if log_path.exists() else 0
+    proc = spawn_worker(env=env, log_path=log_path, device="cpu", beat=beat, wrap=wrap)
+    return wait_ready(proc, log_path, timeout_s=timeout_s, since=since)
+
+
+def wait_ready(proc, log_path: Path, *, timeout_s: float = 180, since: int = 0):
+    """``proc`` (a Celery worker child process) once its log at ``log_path`` says ``ready.`` after byte ``since``
+    (the log's size before it started: a restarted worker appends to its predecessor's log); stopped, and the test
+    failed with the log's tail, when it exits or ``timeout_s`` seconds pass first."""
+    from worker.process import stop_worker
+
     deadline = time.monotonic() + timeout_s
-    while b"ready." not in (log_path.read_bytes() if log_path.exists() else b""):
+    while b"ready." not in (log_path.read_bytes()[since:] if log_path.exists() else b""):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_worker(proc)
             pytest.fail(f"worker did not start:\n{log_path.read_text()[-3000:]}")

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,14 +16,17 @@ from pageqa.settings import Settings
 
 def spawn_worker(
     *, env: dict[str, str], log_path: Path, device: str = "cpu", gpu: int | None = None, beat: bool = False,
+    wrap: Sequence[str] = (),
 ) -> subprocess.Popen:
     """Start a worker (``python -m worker``, what ``pageqa worker`` runs) in a child process writing its log to
     ``log_path`` (``beat``: with the reconciler's beat schedule).
 
-    ``env`` is the child's whole environment (pass ``PAGEQA_*`` there). Returns the process handle.
+    ``env`` is the child's whole environment (pass ``PAGEQA_*`` there). ``wrap`` is a command that runs the worker
+    and becomes it with ``exec`` (e.g. ``ip netns exec NS``, ``taskset -c 2``), so the handle is still the worker's.
+    Returns the process handle.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "worker", "--loglevel", "INFO"]
+    args = [*wrap, sys.executable, "-m", "worker", "--loglevel", "INFO"]
     args += ["--gpu", str(gpu)] if gpu is not None else ["--device", device]
     args += ["--beat"] if beat else []
     with log_path.open("ab") as log:
