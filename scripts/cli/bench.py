@@ -37,6 +37,7 @@ def evaluate(
     corpus: Annotated[str | None, typer.Option(help="Corpus name; default eval-<folder name>.")] = None,
     document: Annotated[list[str] | None, typer.Option(help="Only this document (repeatable).")] = None,
     max_documents: Annotated[int | None, typer.Option(min=1, help="Only the N shortest documents.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions (file order).")] = None,
     lanes: Annotated[str | None, typer.Option(help="Comma-separated lanes: visual,lexical,dense.")] = None,
     output: Annotated[Path | None, typer.Option(help="Report folder; default PAGEQA_HOME/eval/<corpus>.")] = None,
     spawn_worker: Annotated[bool, typer.Option(help="Start a worker for the run.")] = True,
@@ -50,7 +51,7 @@ def evaluate(
     prepare(settings)
     report = run_eval(
         settings, directory, corpus=corpus, documents=document or (), max_documents=max_documents,
-        lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker,
+        limit=limit, lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker,
     )
     console.print(to_markdown(report), markup=False, highlight=False)
 

@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def select_samples(
-    directory: Path, *, documents: Sequence[str] = (), max_documents: int | None = None
+    directory: Path, *, documents: Sequence[str] = (), max_documents: int | None = None, limit: int | None = None
 ) -> tuple[list[Sample], list[Path]]:
-    """The samples of the chosen documents (all, the named ones, or the ``max_documents`` shortest PDFs) and
-    their PDF paths.
+    """The samples of the chosen documents (all, the named ones, or the ``max_documents`` shortest PDFs), the
+    first ``limit`` of them in file order when given, and the PDF paths of their documents.
 
     Raises:
         InputError: a named document is not in ``pdfs/``.
@@ -46,7 +46,8 @@ def select_samples(
         sizes = {n: len(pdfium.PdfDocument(directory / "pdfs" / n)) for n in names}
         names = sorted(names, key=lambda n: (sizes[n], n))[:max_documents]
     chosen = set(names)
-    return [s for s in samples if s.doc_id in chosen], [directory / "pdfs" / n for n in sorted(chosen)]
+    kept = [s for s in samples if s.doc_id in chosen][:limit]
+    return kept, [directory / "pdfs" / n for n in sorted({s.doc_id for s in kept})]
 
 
 def _write_questions(samples: Sequence[Sample], path: Path) -> None:
@@ -58,8 +59,8 @@ def _write_questions(samples: Sequence[Sample], path: Path) -> None:
 
 def run_eval(
     settings: Settings, directory: Path, *, corpus: str | None = None, documents: Sequence[str] = (),
-    max_documents: int | None = None, lanes: Sequence[str] = (), output: Path | None = None,
-    spawn_worker: bool = True,
+    max_documents: int | None = None, limit: int | None = None, lanes: Sequence[str] = (),
+    output: Path | None = None, spawn_worker: bool = True,
 ) -> dict:
     """Run the evaluation and write ``report.json`` and ``report.md`` into ``output``; returns the report.
 
@@ -67,7 +68,7 @@ def run_eval(
     """
     from worker.process import running_worker
 
-    samples, pdfs = select_samples(directory, documents=documents, max_documents=max_documents)
+    samples, pdfs = select_samples(directory, documents=documents, max_documents=max_documents, limit=limit)
     corpus = corpus or f"eval-{directory.name}"
     output = output or settings.home_dir / "eval" / corpus
     worker = running_worker(settings, log_name=f"eval-{corpus}") if spawn_worker else nullcontext(None)
@@ -115,5 +116,5 @@ def _outcomes(settings: Settings, job_id: str, samples: Sequence[Sample]) -> lis
     for s in samples:
         cid = f"s{s.index:04d}"
         r = records.get(cid, {})
-        outcomes.append(Outcome(s, rankings.get(cid, {}), r.get("answer"), r.get("answer_kind")))
+        outcomes.append(Outcome(s, rankings.get(cid, {}), r.get("answer"), r.get("answer_kind"), r.get("confidence")))
     return outcomes
