@@ -16,14 +16,10 @@ from PIL import Image
 
 from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
 from models.loading import from_pretrained, plain_text, set_pixel_budget
-from pageqa.domain import NOT_ANSWERABLE
+from models.prompting import answer_instruction
 
 log = logging.getLogger(__name__)
 
-PROMPT = (
-    "Answer the question using only the document pages shown above. Reply with the answer alone, as briefly as "
-    f'possible. If the pages do not contain the answer, reply exactly "{NOT_ANSWERABLE}".\nQuestion: {{question}}'
-)
 
 
 def quantization_config():
@@ -68,7 +64,7 @@ class Qwen2VLGenerator:
 
     def _prompt(self, question: str, n_images: int) -> str:
         content = [{"type": "image"} for _ in range(n_images)]
-        content.append({"type": "text", "text": PROMPT.format(question=plain_text(question))})
+        content.append({"type": "text", "text": answer_instruction(plain_text(question), noun="pages", where="shown above")})
         messages = [{"role": "user", "content": content}]
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
