@@ -59,8 +59,8 @@ class Cited:
 class ChunkAnswer:
     """The pipeline's output for one question; ``kind`` is generated, extractive or none (no page found).
 
-    ``confidence``: the answerer's own probability of its answer in [0, 1] (the geometric mean of its generated
-    tokens' probabilities, :func:`models.text_generator.answer_confidence`); None for extractive answers and for
+    ``confidence``: the generator's own probability of its answer in [0, 1] (the geometric mean of its generated
+    tokens' probabilities, :func:`models.confidence.answer_confidence`); None for extractive answers and for
     questions without a page."""
 
     question_id: int
@@ -210,7 +210,7 @@ class Pipeline:
         if self.generator is not None:
             fitted = self._fit("generate", self.generator.processor, page_ids, load_images, images)
             with self.residency.active("generate"):
-                out = [(a, None, None) for a in self.generator.generate(
+                out = [(g.answer, None, g.confidence) for g in self.generator.generate(
                     [(questions[i].text, [fitted[c.page_id] for c in kept[i]]) for i in pending],
                     budget=budget, max_new_tokens=options.max_new_tokens, batch_log=batch_log,
                 )]

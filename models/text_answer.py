@@ -20,7 +20,8 @@ from models.bundled import BUNDLED, locate
 from models.extractive import PageText
 from models.passages import split_passages
 from models.text_encoder import TextEncoder
-from models.text_generator import Generated, TextGenerator
+from models.confidence import Generated
+from models.text_generator import TextGenerator
 from pageqa.errors import ModelLoadError
 from pageqa.settings import Settings
 

@@ -5,7 +5,7 @@ loaded by transformers through the ``gguf`` package and dequantised to float32 (
 interaction with Transformers" docs), or any ``from_pretrained`` directory of a causal LM with a chat template
 (the tests' tiny random checkpoints). The prompt contract is the Qwen2-VL generator's
 (:func:`models.prompting.answer_instruction`); the confidence of an answer is the geometric mean of the
-probabilities of its generated tokens (:func:`answer_confidence`).
+probabilities of its generated tokens (:func:`models.confidence.answer_confidence`).
 """
 
 from __future__ import annotations
@@ -13,41 +13,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from models.batching import BatchBudget, BatchLog, run_batched
+from models.confidence import Generated, answer_confidence, stop_token_ids
 from models.loading import from_pretrained, plain_text
 from models.prompting import answer_instruction
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Generated:
-    """An answer and its confidence in [0, 1] (:func:`answer_confidence`)."""
-
-    answer: str
-    confidence: float
-
-
-def answer_confidence(logits: Sequence[torch.Tensor], tokens: torch.Tensor, stop_ids: Sequence[int]) -> list[float]:
-    """Per sequence, the geometric mean of the model's probabilities of the tokens it generated, in [0, 1].
-
-    ``logits``: one ``(batch, vocab)`` tensor per generated position, the raw scores before any logits processor
-    (``generate(..., output_logits=True)``); ``tokens``: ``(batch, n_new)`` int64, the generated ids. A sequence
-    counts its tokens up to and including its first stop token (end of turn or padding after it), so the padding
-    of sequences that ended earlier is left out. Greedy decoding picks the most probable token, so this is the
-    model's own probability of the answer it gave, per token (a length-normalised sequence likelihood).
-    """
-    logprobs = torch.stack([torch.log_softmax(step.float(), dim=-1) for step in logits], dim=1)  # (b, n, vocab)
-    chosen = logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (batch, n_new)
-    is_stop = torch.isin(tokens, torch.tensor(list(stop_ids), dtype=tokens.dtype))
-    after_stop = (is_stop.cumsum(dim=1) - is_stop.long()) > 0  # positions after the first stop token
-    keep = ~after_stop
-    mean = (chosen * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
-    return [float(x) for x in torch.exp(mean)]
 
 
 def passages_prompt(question: str, passages: Sequence[str]) -> str:
@@ -79,8 +53,7 @@ class TextGenerator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = from_pretrained(AutoModelForCausalLM, path, dtype=torch.float32, **extra).to(device).eval()
-        self.stop_ids = sorted({i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id,
-                                            self.model.generation_config.eos_token_id) for i in _ids(i)})
+        self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)
 
     def place(self, device: torch.device) -> None:
         """Move the model to ``device``; later inputs follow it (see :mod:`models.residency`)."""
@@ -117,8 +90,3 @@ class TextGenerator:
         confidences = answer_confidence(out.logits, new_tokens.cpu(), self.stop_ids)
         return [Generated(t.strip(), c) for t, c in zip(texts, confidences, strict=True)]
 
-
-def _ids(value) -> list[int]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [int(value)]

@@ -15,7 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from models.batching import BatchBudget, BatchLog  # noqa: E402
 from models.bundled import BUNDLED, locate  # noqa: E402
 from models.text_answer import best_passages  # noqa: E402
-from models.text_generator import TextGenerator, answer_confidence, passages_prompt  # noqa: E402
+from models.confidence import answer_confidence  # noqa: E402
+from models.text_generator import TextGenerator, passages_prompt  # noqa: E402
 from models.tiny_text import make_tiny_text_llm  # noqa: E402
 from pageqa.domain import NOT_ANSWERABLE  # noqa: E402
 from pageqa.errors import ModelLoadError  # noqa: E402
