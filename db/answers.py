@@ -44,6 +44,7 @@ class NewAnswer:
     generate_ms: float
     kind: str = "generated"
     evidence_page_id: int | None = None
+    confidence: float | None = None
     lane_hits: dict[str, Sequence[tuple[int, float]]] = field(default_factory=dict)
     dedup_key: str | None = None
 
@@ -64,7 +65,7 @@ def record_answer(session: Session, *, new: NewAnswer, worker: str) -> bool:
         return False
     values = {k: getattr(new, k) for k in (
         "question_id", "answer", "retriever_model", "reranker_model", "generator_model",
-        "retrieve_ms", "rerank_ms", "generate_ms", "kind", "evidence_page_id",
+        "retrieve_ms", "rerank_ms", "generate_ms", "kind", "evidence_page_id", "confidence",
     )}
     answer_id = session.scalar(
         insert(Answer).values(**values).on_conflict_do_nothing(index_elements=["question_id"]).returning(Answer.id)
@@ -102,9 +103,9 @@ _COPY_ANSWER = text("""
 WITH src AS (SELECT * FROM answers WHERE question_id = :src),
 new AS (
     INSERT INTO answers (question_id, answer, retriever_model, reranker_model, generator_model, kind,
-                         evidence_page_id, retrieve_ms, rerank_ms, generate_ms, reused_from)
+                         evidence_page_id, confidence, retrieve_ms, rerank_ms, generate_ms, reused_from)
     SELECT t.id, src.answer, src.retriever_model, src.reranker_model, src.generator_model, src.kind,
-           src.evidence_page_id, 0, 0, 0, COALESCE(src.reused_from, src.question_id)
+           src.evidence_page_id, src.confidence, 0, 0, 0, COALESCE(src.reused_from, src.question_id)
     FROM src CROSS JOIN unnest(CAST(:targets AS integer[])) AS t(id)
     WHERE t.id IN (SELECT id FROM questions WHERE id = ANY(CAST(:targets AS integer[]))
                    AND status IN ('queued', 'running'))  -- not one that ended meanwhile (its job expired)

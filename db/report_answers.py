@@ -12,14 +12,14 @@ from sqlalchemy.orm import Session
 from db.report_figures import IS_NOT_ANSWERABLE, OF_JOB, fetch, in_day, scope_of
 from pageqa.domain import ALL_TENANTS
 
-#: Bins of the top-rerank-score histogram.
+#: Bins of the answer-confidence histogram.
 BINS = 10
 
 _TOP = f"""
-SELECT j.tenant, a.id AS answer_id, c.rerank_score AS score, c.page_id, j.id AS job_id, q.custom_id, q.question,
+SELECT j.tenant, a.id AS answer_id, a.confidence AS score, c.page_id, j.id AS job_id, q.custom_id, q.question,
        a.answer
 FROM answers a {OF_JOB} JOIN citations c ON c.answer_id = a.id AND c.rank = 1
-WHERE {in_day('a.created_at')} AND a.reused_from IS NULL
+WHERE {in_day('a.created_at')} AND a.reused_from IS NULL AND a.confidence IS NOT NULL
 """
 _SCORE_STATS = f"""
 SELECT grouping(tenant) AS g, tenant, count(*) AS n, min(score) AS min, max(score) AS max,
@@ -44,10 +44,11 @@ ORDER BY score, answer_id
 
 
 def confidence(session: Session, *, start: dt.datetime, end: dt.datetime, lowest: int = 10) -> dict[str, dict]:
-    """Per scope, the top rerank score (the rank-1 citation's ``rerank_score``) of each model-made answer of the
-    day: ``n``, ``min``, ``p50``, ``max``, a histogram of :data:`BINS` equal bins (``edges``: over [0, 1] when every
-    score is in it, as MonoQwen2-VL's P(True) is, else over [min, max] of all scopes, so scopes compare; the last
-    bin is closed) and the ``lowest`` answers with the lowest top score (job, ``custom_id``, question, answer,
+    """Per scope, the confidence (``answers.confidence``: the generator's own probability of its answer, the
+    geometric mean of its tokens' probabilities) of each model-made answer of the day that has one and cites a page
+    (extractive answers have none): ``n``, ``min``, ``p50``, ``max``, a histogram of :data:`BINS` equal bins (``edges``: over [0, 1] when every
+    score is in it, as a probability is, else over [min, max] of all scopes, so scopes compare; the last
+    bin is closed) and the ``lowest`` answers with the lowest confidence (job, ``custom_id``, question, answer,
     score, cited document and 1-based page, ``page_id``), lowest first."""
     params = {"start": start, "end": end}
     stats = {scope_of(r.g, r.tenant): r for r in fetch(session, _SCORE_STATS, params)}
@@ -145,10 +146,10 @@ _HISTORY = {
         SELECT grouping(tenant) AS g, tenant, day, count(*) AS questions_answered,
                count(*) FILTER (WHERE na) AS not_answerable,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY total_ms) FILTER (WHERE made) AS latency_p95_ms,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY top) FILTER (WHERE made) AS top_score_p50
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY confidence) FILTER (WHERE made) AS confidence_p50
         FROM (SELECT j.tenant, {_LOCAL_DAY.format(col='a.created_at')} AS day, {IS_NOT_ANSWERABLE} AS na,
                      a.reused_from IS NULL AS made, a.retrieve_ms + a.rerank_ms + a.generate_ms AS total_ms,
-                     (SELECT c.rerank_score FROM citations c WHERE c.answer_id = a.id AND c.rank = 1) AS top
+                     a.confidence
               FROM answers a {OF_JOB} WHERE a.created_at >= :hstart AND a.created_at < :end) s
         GROUP BY GROUPING SETS ((tenant, day), (day))""",
     "failed": f"""
@@ -161,7 +162,7 @@ _HISTORY = {
 #: The daily series of the comparison with the previous days; a day without model-made answers has None for the
 #: last two.
 HISTORY_SERIES = ("jobs_submitted", "questions_answered", "questions_failed", "not_answerable", "latency_p95_ms",
-                  "top_score_p50")
+                  "confidence_p50")
 
 
 def history(session: Session, *, since: dt.datetime, end: dt.datetime, tz: str) -> dict[str, dict[dt.date, dict]]:

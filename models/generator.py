@@ -15,15 +15,12 @@ import torch
 from PIL import Image
 
 from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
+from models.confidence import Generated, answer_confidence, stop_token_ids
 from models.loading import from_pretrained, plain_text, set_pixel_budget
-from pageqa.domain import NOT_ANSWERABLE
+from models.prompting import answer_instruction
 
 log = logging.getLogger(__name__)
 
-PROMPT = (
-    "Answer the question using only the document pages shown above. Reply with the answer alone, as briefly as "
-    f'possible. If the pages do not contain the answer, reply exactly "{NOT_ANSWERABLE}".\nQuestion: {{question}}'
-)
 
 
 def quantization_config():
@@ -68,7 +65,7 @@ class Qwen2VLGenerator:
 
     def _prompt(self, question: str, n_images: int) -> str:
         content = [{"type": "image"} for _ in range(n_images)]
-        content.append({"type": "text", "text": PROMPT.format(question=plain_text(question))})
+        content.append({"type": "text", "text": answer_instruction(plain_text(question), noun="pages", where="shown above")})
         messages = [{"role": "user", "content": content}]
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
@@ -76,8 +73,9 @@ class Qwen2VLGenerator:
     def generate(
         self, items: Sequence[tuple[str, Sequence[Image.Image]]], *, budget: BatchBudget, max_new_tokens: int,
         batch_log: BatchLog | None = None,
-    ) -> list[str]:
-        """One answer per (question, page images) item, greedy decoding, ``max_new_tokens`` tokens at most.
+    ) -> list[Generated]:
+        """One answer and its confidence (:func:`models.confidence.answer_confidence`) per (question, page images)
+        item, greedy decoding, ``max_new_tokens`` tokens at most.
 
         Items go through in micro-batches packed to ``budget`` (the pixels of all their pages after the
         processor's resize), left-padded, halved on a GPU out-of-memory error
@@ -89,13 +87,16 @@ class Qwen2VLGenerator:
         return run_batched(items, run, pixels=pixels, budget=budget, stage="generate", device=self.device,
                            batch_log=batch_log)
 
-    def _generate(self, chunk: Sequence[tuple[str, Sequence[Image.Image]]], max_new_tokens: int) -> list[str]:
+    def _generate(self, chunk: Sequence[tuple[str, Sequence[Image.Image]]], max_new_tokens: int) -> list[Generated]:
         images = [img for _, imgs in chunk for img in imgs]
         inputs = self.processor(
             text=[self._prompt(q, len(imgs)) for q, imgs in chunk], images=images or None,
             padding=True, return_tensors="pt",
         ).to(self.device)
-        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        new_tokens = out[:, inputs["input_ids"].shape[1] :]  # (batch, ≤ max_new_tokens)
+        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, output_logits=True,
+                                  return_dict_in_generate=True)
+        new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :]  # (batch, ≤ max_new_tokens)
         texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        return [t.strip() for t in texts]
+        stops = stop_token_ids(self.processor.tokenizer, self.model.generation_config)
+        confidences = answer_confidence(out.logits, new_tokens, stops)
+        return [Generated(t.strip(), c) for t, c in zip(texts, confidences, strict=True)]

@@ -57,7 +57,11 @@ class Cited:
 
 @dataclass
 class ChunkAnswer:
-    """The pipeline's output for one question; ``kind`` is generated, extractive or none (no page found)."""
+    """The pipeline's output for one question; ``kind`` is generated, extractive or none (no page found).
+
+    ``confidence``: the generator's own probability of its answer in [0, 1] (the geometric mean of its generated
+    tokens' probabilities, :func:`models.confidence.answer_confidence`); None for extractive answers and for
+    questions without a page."""
 
     question_id: int
     answer: str
@@ -65,13 +69,15 @@ class ChunkAnswer:
     kind: str
     evidence_page_id: int | None = None  # extractive answers: the page the passage was taken from
     timings_ms: dict[str, float] = field(default_factory=dict)
+    confidence: float | None = None
 
 
 class Pipeline:
     """The model stages of one model set, loaded once per worker process and kept resident on one device.
 
     ``real`` and ``tiny``: ColQwen2 retriever, MonoQwen2-VL reranker, Qwen2-VL generator, plus the dense text
-    encoder. ``offline``: the text encoder only; answers are extractive passages. With ``settings.low_memory``
+    encoder. ``offline``: the text encoder and the answerer ``settings.offline_generator`` names: a small LLM over
+    the best passages (:mod:`models.text_answer`) or extractive passages. With ``settings.low_memory``
     only the running stage's model is on the GPU (:class:`models.residency.Residency`); stages run inside
     ``pipeline.residency.active(name)`` with the names ``retrieve``, ``rerank`` and ``generate``.
     """
@@ -89,7 +95,7 @@ class Pipeline:
         home, dtype = self.residency.home, compute_dtype(self.device)
         ids = model_ids(settings)
         self.text_encoder = TextEncoder(ids["text"], device=str(self.device))
-        self.reranker = self.generator = self.extractive = None
+        self.reranker = self.generator = self.extractive = self.text_answerer = None
         self.retriever = load_retriever(settings, device=home, dtype=dtype)
         if self.retriever is not None:
             self.residency.register("retrieve", self.retriever)
@@ -111,8 +117,16 @@ class Pipeline:
                 min_pixels=settings.generator_min_pixels, max_pixels=settings.generator_max_pixels,
             )
             self.residency.register("generate", self.generator)
-        else:
+        elif settings.offline_generator == "extractive":
             self.extractive = ExtractiveAnswerer(self.text_encoder, threshold=settings.extractive_threshold)
+        else:
+            from models.text_answer import PassageAnswerer, load_text_generator
+
+            self.text_answerer = PassageAnswerer(
+                load_text_generator(settings, device=home), self.text_encoder,
+                n_passages=settings.offline_passages, passage_words=settings.passage_words,
+            )
+            self.residency.register("generate", self.text_answerer.generator)
 
     @property
     def model_ids(self) -> dict[str, str]:
@@ -120,7 +134,8 @@ class Pipeline:
         return {
             "retriever_model": self.retriever.model_id if self.retriever else f"text:{self.text_encoder.model_id}",
             "reranker_model": self.reranker.model_id if self.reranker else "none",
-            "generator_model": self.generator.model_id if self.generator else f"extractive:{self.text_encoder.model_id}",
+            "generator_model": (self.generator or self.text_answerer).model_id
+            if self.generator or self.text_answerer else f"extractive:{self.text_encoder.model_id}",
         }
 
     def answer_chunk(
@@ -151,8 +166,8 @@ class Pipeline:
         t2 = time.perf_counter()
         timings = {"rerank": (t1 - t0) * 1e3 / n, "generate": (t2 - t1) * 1e3 / n}
         return [
-            ChunkAnswer(q.question_id, answer, cites, kind if cites else "none", evidence, dict(timings))
-            for q, cites, (answer, evidence) in zip(questions, kept, answers, strict=True)
+            ChunkAnswer(q.question_id, answer, cites, kind if cites else "none", evidence, dict(timings), confidence)
+            for q, cites, (answer, evidence, confidence) in zip(questions, kept, answers, strict=True)
         ]
 
     def _rerank(self, questions, candidates, options, load_images, images, batch_log) -> list[list[Cited]]:
@@ -187,15 +202,15 @@ class Pipeline:
 
     def _answer(
         self, questions, kept, options, load_images, load_texts, images, batch_log
-    ) -> tuple[list[tuple[str, int | None]], str]:
+    ) -> tuple[list[tuple[str, int | None, float | None]], str]:
         pending = [i for i, cites in enumerate(kept) if cites]
-        answers: list[tuple[str, int | None]] = [(NOT_ANSWERABLE, None)] * len(questions)
+        answers: list[tuple[str, int | None, float | None]] = [(NOT_ANSWERABLE, None, None)] * len(questions)
         page_ids = sorted({c.page_id for i in pending for c in kept[i]})
+        budget = BatchBudget(self.settings.generate_batch_size, self.settings.generate_batch_pixels)
         if self.generator is not None:
-            budget = BatchBudget(self.settings.generate_batch_size, self.settings.generate_batch_pixels)
             fitted = self._fit("generate", self.generator.processor, page_ids, load_images, images)
             with self.residency.active("generate"):
-                out = [(a, None) for a in self.generator.generate(
+                out = [(g.answer, None, g.confidence) for g in self.generator.generate(
                     [(questions[i].text, [fitted[c.page_id] for c in kept[i]]) for i in pending],
                     budget=budget, max_new_tokens=options.max_new_tokens, batch_log=batch_log,
                 )]
@@ -204,12 +219,16 @@ class Pipeline:
             from models.extractive import PageText
 
             texts = load_texts(page_ids)
-            extracts = self.extractive.answer(
-                [questions[i].text for i in pending],
-                [[PageText(c.page_id, texts[c.page_id]) for c in kept[i]] for i in pending],
-            )
-            out = [(e.answer, e.page_id) for e in extracts]
-            kind = "extractive"
+            asked = [questions[i].text for i in pending]
+            pages = [[PageText(c.page_id, texts[c.page_id]) for c in kept[i]] for i in pending]
+            if self.text_answerer is not None:
+                with self.residency.active("generate"):
+                    out = [(g.answer, None, g.confidence) for g in self.text_answerer.answer(
+                        asked, pages, budget=budget, max_new_tokens=options.max_new_tokens, batch_log=batch_log)]
+                kind = "generated"
+            else:
+                out = [(e.answer, e.page_id, None) for e in self.extractive.answer(asked, pages)]
+                kind = "extractive"
         for i, answer in zip(pending, out, strict=True):
             answers[i] = answer
         return answers, kind

@@ -120,6 +120,17 @@ class Settings(BaseSettings):
     extractive_threshold: float = Field(
         default=0.575, description="Offline answers below this passage score are 'Not answerable' (calibrated: docs/evaluation.md)."
     )
+    offline_generator: str = Field(
+        default="qwen2.5-coder-0.5b",
+        description="Offline answers: a bundled GGUF LLM (smollm2-135m, qwen2.5-coder-0.5b; models/bundled.py), "
+        "'extractive' (the best passage), or a local directory of a causal LM checkpoint.",
+    )
+    offline_passages: int = Field(
+        default=3, gt=0, description="Passages of the top pages (best by MiniLM cosine) the offline LLM reads."
+    )
+    generator_threads: int | None = Field(
+        default=None, gt=0, description="torch CPU threads of the offline LLM; unset: torch's default (one per core)."
+    )
 
     pool_coarse: int = Field(default=16, gt=0, description="Coarse pooled vectors per page (first-stage HNSW rows).")
     pool_fine: int = Field(default=64, gt=0, description="Fine pooled vectors per page (rescoring tier).")

@@ -221,7 +221,7 @@ class _Solver:
             for a, r in zip(answers, retrieved, strict=True):
                 written += answers_db.record_answer(session, new=answers_db.NewAnswer(
                     question_id=a.question_id, answer=a.answer, kind=a.kind, evidence_page_id=a.evidence_page_id,
-                    citations=[answers_db.NewCitation(c.page_id, c.rank, c.retrieval_score, c.rerank_score, c.lanes)
+                    confidence=a.confidence, citations=[answers_db.NewCitation(c.page_id, c.rank, c.retrieval_score, c.rerank_score, c.lanes)
                                for c in a.citations],
                     lane_hits={**r.lanes, "fused": [(f.page_id, f.score) for f in r.fused]},
                     **self.pipe.model_ids, dedup_key=self.keys[a.question_id],

@@ -10,7 +10,8 @@ Input line::
 
 The question is the text of the last ``user`` message (a string, or its ``text`` content parts joined by a line
 break); ``body.metadata.document`` restricts retrieval to one document, as the ``document`` column of a CSV does.
-Output lines carry the citations in the ``chat.completion`` body under :data:`CITATIONS_KEY`.
+Output lines carry the citations in the ``chat.completion`` body under :data:`CITATIONS_KEY`, and the answer's
+confidence under :data:`CONFIDENCE_KEY`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ CHAT_COMPLETIONS = "/v1/chat/completions"
 #: "page" (1-based), "rank", "lanes", "retrieval_score", "rerank_score"}``, best first). The SDK's
 #: ``ChatCompletion`` keeps keys it does not declare: ``completion.citations``.
 CITATIONS_KEY = "citations"
+#: ``completion.confidence``: the generator's own probability of its answer in [0, 1], or null (extractive answers).
+CONFIDENCE_KEY = "confidence"
 
 
 def request_fields(record: dict, *, source: str, line: int) -> tuple[dict, int | None]:
@@ -104,14 +107,14 @@ def _unix(stamp: str | None) -> int:
 def output_line(batch_id: str, record: dict) -> dict:
     """The output line of an answered question (a record of :func:`services.results.result_records`): the answer as
     a ``chat.completion`` (``created``: when it was answered, Unix seconds; ``model``: the generator's id;
-    ``finish_reason`` ``stop``; ``usage`` null: token counts are not recorded) with its citations."""
+    ``finish_reason`` ``stop``; ``usage`` null: token counts are not recorded) with its citations and confidence."""
     ref = _ref(batch_id, record["custom_id"])
     body = {
         "id": f"chatcmpl-{ref}", "object": "chat.completion", "created": _unix(record.get("answered_at")),
         "model": record["models"]["generator"],
         "choices": [{"index": 0, "message": {"role": "assistant", "content": record["answer"], "refusal": None},
                      "finish_reason": "stop", "logprobs": None}],
-        "usage": None, CITATIONS_KEY: record["citations"],
+        "usage": None, CITATIONS_KEY: record["citations"], CONFIDENCE_KEY: record.get("confidence"),
     }
     return {"id": f"batch_req_{ref}", "custom_id": record["custom_id"],
             "response": {"status_code": 200, "request_id": f"req_{ref}", "body": body}, "error": None}

@@ -58,6 +58,8 @@ def _records(session, rows: list[tuple[Question, Answer | None]]) -> Iterator[di
             continue
         cited = cites.get(a.id, [])
         record.update(answer=a.answer, answer_kind=a.kind, citations=[c for c, _ in cited])
+        if a.confidence is not None:
+            record["confidence"] = round(a.confidence, 4)
         evidence = next((c for c, page_id in cited if page_id == a.evidence_page_id), None)
         if evidence is not None:
             record["evidence"] = {"document": evidence["document"], "page": evidence["page"]}

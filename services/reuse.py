@@ -29,7 +29,8 @@ ANSWER_SETTINGS = {
     "lanes", "lane_weights", "rrf_k", "lexical_rank", "lexical_normalization", "lexical_mode", "ocr",
     "passage_words", "extractive_threshold", "quantize_generator", "retriever_max_pixels", "reranker_max_pixels",
     "generator_min_pixels", "generator_max_pixels", "pool_coarse", "pool_fine", "pool_iters", "exact_search",
-    "first_stage_per_token", "first_stage_ef", "pooled_candidates", "exact_candidates",
+    "first_stage_per_token", "first_stage_ef", "pooled_candidates", "exact_candidates", "offline_generator",
+    "offline_passages",
 }
 
 

@@ -27,6 +27,8 @@ TEST_ENV = {
     "PAGEQA_GENERATOR_MIN_PIXELS": str(4 * 28 * 28),
     "PAGEQA_GENERATOR_MAX_PIXELS": str(32 * 28 * 28),
     "PAGEQA_MAX_NEW_TOKENS": "8",
+    # the offline set's default LLM takes minutes to load on 2 cores; tests/tasks/test_offline.py runs a tiny one
+    "PAGEQA_OFFLINE_GENERATOR": "extractive",
     "PAGEQA_RETRIEVE_TOP_K": "5",
     "PAGEQA_CHUNK_SIZE": "4",
     "HF_HUB_OFFLINE": "1",

@@ -50,11 +50,11 @@ def stop_worker(proc: subprocess.Popen, *, timeout_s: float = 30.0) -> int:
 
 @contextmanager
 def running_worker(settings: Settings, *, log_name: str) -> Iterator[Callable[[], bool]]:
-    """A worker child process for ``settings`` (model set, home, queue, device) for the duration of the block;
+    """A worker child process for ``settings`` (model set, offline answerer, home, queue, device) for the duration of the block;
     yields a function telling whether it is still alive. The log goes to ``PAGEQA_HOME/logs/<log_name>.log``."""
     env = {
         **os.environ, "PAGEQA_HOME": str(settings.home_dir), "PAGEQA_MODELS": settings.models,
-        "PAGEQA_WORKER_QUEUE": settings.worker_queue,
+        "PAGEQA_WORKER_QUEUE": settings.worker_queue, "PAGEQA_OFFLINE_GENERATOR": settings.offline_generator,
     }
     proc = spawn_worker(env=env, log_path=settings.home_dir / "logs" / f"{log_name}.log", device=settings.device)
     try:

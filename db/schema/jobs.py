@@ -127,6 +127,10 @@ class Answer(Base):
     evidence_page_id: Mapped[int | None] = mapped_column(
         ForeignKey("pages.id", ondelete="SET NULL"), doc="Extractive answers: the page the passage came from."
     )
+    confidence: Mapped[float | None] = mapped_column(
+        Float, doc="The answerer's own probability of its answer in [0, 1] (geometric mean of its generated tokens' "
+        "probabilities); NULL for extractive answers.",
+    )
     retrieve_ms: Mapped[float] = mapped_column(Float)
     rerank_ms: Mapped[float] = mapped_column(Float)
     generate_ms: Mapped[float] = mapped_column(Float)

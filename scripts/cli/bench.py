@@ -39,6 +39,7 @@ def evaluate(
     corpus: Annotated[str | None, typer.Option(help="Corpus name; default eval-<folder name>.")] = None,
     document: Annotated[list[str] | None, typer.Option(help="Only this document (repeatable).")] = None,
     max_documents: Annotated[int | None, typer.Option(min=1, help="Only the N shortest documents.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions (file order).")] = None,
     lanes: Annotated[str | None, typer.Option(help="Comma-separated lanes: visual,lexical,dense.")] = None,
     output: Annotated[Path | None, typer.Option(help="Report folder; default PAGEQA_HOME/eval/<corpus>.")] = None,
     spawn_worker: Annotated[bool, typer.Option(help="Start a worker for the run.")] = True,
@@ -55,7 +56,7 @@ def evaluate(
     prepare(settings)
     report = run_eval(
         settings, directory, corpus=corpus, documents=document or (), max_documents=max_documents,
-        lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker, strict=strict,
+        limit=limit, lanes=parse_lanes(lanes) or (), output=output, spawn_worker=spawn_worker, strict=strict,
     )
     for error in report["left_out"]["errors"]:
         err_console.print(f"[yellow]skipped[/yellow] {escape(error)}", highlight=False)

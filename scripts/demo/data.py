@@ -51,6 +51,7 @@ class DemoQuestion:
     gold_answer: str  # from the data, e.g. "82.6" (years, one decimal) or a country name
     gold_page: int  # 1-based page number in the PDF
     document: str  # file name of the PDF the question is about
+    answer_format: str = "Float"  # MMLongBench-Doc's answer format of gold_answer: every demo answer is in years
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ Retrieval metrics take, for one question, the ranked list of retrieved page numb
 counts once, at its first rank. Questions without gold pages have no defined retrieval score: the caller
 leaves them out, and every function here raises ``ValueError`` on an empty gold set.
 
-Answer metrics compare strings after SQuAD-style normalisation (Rajpurkar et al., EMNLP 2016, "SQuAD: 100,000+
-Questions for Machine Comprehension of Text", official evaluation script) extended with number normalisation,
-or, for ANLS, with the lighter normalisation of Biten et al. (ICCV 2019).
+Answer helpers: SQuAD-style normalisation (Rajpurkar et al., EMNLP 2016, "SQuAD: 100,000+ Questions for Machine
+Comprehension of Text", official evaluation script) extended with number normalisation, for "the passage contains
+the gold answer"; and the edit distance that the benchmark's ANLS (``scripts.eval.benchmark_score``) uses.
 """
 
 from __future__ import annotations
@@ -128,23 +128,6 @@ def parse_list_answer(s: str) -> list[str] | None:
     return [str(item) for item in value] if isinstance(value, list) else None
 
 
-def exact_match(pred: str, gold: str) -> float:
-    """1.0 if the normalised prediction equals the normalised gold answer, else 0.0.
-
-    For a list gold answer (see ``parse_list_answer``): a list-like prediction matches when its normalised
-    items equal the gold items as a multiset (order ignored, repeats counted, so ``['0']`` does not match
-    ``['0', '0']``); any other prediction matches when it equals the gold items joined with ", " in the gold
-    order ("a, b" and "a b" both match ``['a', 'b']``), after normalisation.
-    """
-    gold_items = parse_list_answer(gold)
-    if gold_items is None:
-        return float(normalize_answer(pred) == normalize_answer(gold))
-    pred_items = parse_list_answer(pred)
-    if pred_items is not None:
-        return float(Counter(map(normalize_answer, pred_items)) == Counter(map(normalize_answer, gold_items)))
-    return float(normalize_answer(pred) == normalize_answer(", ".join(gold_items)))
-
-
 def levenshtein(a: str, b: str) -> int:
     """Edit distance (insertions, deletions, substitutions, each of cost 1) between two strings;
     Wagner & Fischer (JACM 1974) dynamic programme, O(len(a) * len(b)) time, O(len(b)) memory."""
@@ -157,23 +140,6 @@ def levenshtein(a: str, b: str) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
         previous = current
     return previous[-1]
-
-
-def anls(pred: str, gold: str, tau: float = 0.5) -> float:
-    """Normalized Levenshtein similarity of one prediction to one gold answer, in [0, 1]; its mean over
-    questions is ANLS (Biten et al., ICCV 2019, "Scene Text Visual Question Answering").
-
-    NL = levenshtein(pred, gold) / max(len(pred), len(gold)); the score is 1 - NL if NL < ``tau``, else 0.
-    As in the paper's evaluation, both strings are only lowercased and whitespace-collapsed (not SQuAD
-    normalised); list answers are compared as raw strings, so score them with ``exact_match``. Two empty
-    strings score 1.0.
-    """
-    a, b = " ".join(pred.lower().split()), " ".join(gold.lower().split())
-    longest = max(len(a), len(b))
-    if longest == 0:
-        return 1.0
-    distance = levenshtein(a, b) / longest
-    return 1.0 - distance if distance < tau else 0.0
 
 
 def _contains(passage: str, item: str) -> bool:

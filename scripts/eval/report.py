@@ -7,38 +7,45 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pageqa.domain import is_not_answerable
-from scripts.eval.metrics import (
-    anls,
-    contains_answer,
-    exact_match,
-    mean_metrics,
-)
+from scripts.eval.benchmark_score import benchmark_score
+from scripts.eval.metrics import contains_answer, mean_metrics
 from scripts.eval.mmlongbench import Sample, source_category
 
 LANE_ORDER = ("visual", "lexical", "dense", "fused")
+ANSWER_LABELS = {
+    "answerable_accuracy": "answerable accuracy (MMLongBench-Doc rules)",
+    "not_answerable_accuracy": '"Not answerable" accuracy (MMLongBench-Doc rules)',
+    "accuracy_all": "accuracy over all questions (MMLongBench-Doc rules)",
+    "answered_rate": 'answerable questions not answered "Not answerable"',
+    "answer_contains_gold": "answer text contains the gold answer, answerable (not correctness)",
+    "confidence_top_half_accuracy": "accuracy of the more confident half of the answers",
+    "confidence_bottom_half_accuracy": "accuracy of the less confident half of the answers",
+}
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """One question's results: its lanes' ranked page numbers (1-based), the answer and its kind."""
+    """One question's results: its lanes' ranked page numbers (1-based), the answer, its kind and confidence."""
 
     sample: Sample
     rankings: dict[str, list[int]]
     answer: str | None
     kind: str | None
+    confidence: float | None = None
 
 
-def answer_correct(o: Outcome) -> bool:
-    """"Not answerable" gold: the answer says so. Otherwise: exact match for generated answers, and for extractive
-    answers whether the returned passage contains the gold answer (and is not "Not answerable")."""
+def answer_score(o: Outcome) -> float:
+    """The answer's MMLongBench-Doc score in [0, 1] (:func:`scripts.eval.benchmark_score.benchmark_score`); a
+    question left without an answer scores as the empty answer."""
+    return benchmark_score(o.sample.answer, o.answer or "", o.sample.answer_format)
+
+
+def answer_contains_gold(o: Outcome) -> bool:
+    """Whether the answer text contains the gold answer (every list item), and is not "Not answerable": the
+    figure reported for extractive passages before the benchmark's rules, kept for comparison; not correctness,
+    since a 100-word passage contains short numbers by chance."""
     pred = o.answer or ""
-    if not o.sample.answerable:
-        return is_not_answerable(pred)
-    if is_not_answerable(pred):
-        return False
-    if o.kind == "extractive":
-        return contains_answer(pred, o.sample.answer)
-    return exact_match(pred, o.sample.answer) == 1.0
+    return not is_not_answerable(pred) and contains_answer(pred, o.sample.answer)
 
 
 def retrieval_metrics(outcomes: Sequence[Outcome]) -> dict[str, dict[str, float]]:
@@ -53,27 +60,43 @@ def retrieval_metrics(outcomes: Sequence[Outcome]) -> dict[str, dict[str, float]
 
 
 def answer_metrics(outcomes: Sequence[Outcome]) -> dict[str, float]:
-    """Answer accuracy on answerable and "Not answerable" questions, EM and ANLS of generated answers, and the
-    share of extractive passages that contain the gold answer."""
+    """Answer figures by the benchmark's rules (mean score of answerable questions, of "Not answerable" ones, of
+    all), the answered rate, the old "answer contains the gold answer" share of answerable questions, and how
+    the answer confidence tracks the score (:func:`confidence_tracking`)."""
     answerable = [o for o in outcomes if o.sample.answerable]
     unanswerable = [o for o in outcomes if not o.sample.answerable]
-    generated = [o for o in answerable if o.kind == "generated"]
-    extractive = [o for o in answerable if o.kind == "extractive"]
-    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
     return {
         "n_answerable": len(answerable),
         "n_not_answerable": len(unanswerable),
-        "answerable_accuracy": mean([answer_correct(o) for o in answerable]),
-        "not_answerable_accuracy": mean([answer_correct(o) for o in unanswerable]),
-        "answered_rate": mean([not is_not_answerable(o.answer or "") for o in answerable]),
-        "generated_exact_match": mean([exact_match(o.answer or "", o.sample.answer) for o in generated]),
-        "generated_anls": mean([anls(o.answer or "", o.sample.answer) for o in generated]),
-        "extractive_contains_gold": mean([contains_answer(o.answer or "", o.sample.answer) for o in extractive]),
+        "answerable_accuracy": _mean([answer_score(o) for o in answerable]),
+        "not_answerable_accuracy": _mean([answer_score(o) for o in unanswerable]),
+        "accuracy_all": _mean([answer_score(o) for o in outcomes]),
+        "answered_rate": _mean([not is_not_answerable(o.answer or "") for o in answerable]),
+        "answer_contains_gold": _mean([answer_contains_gold(o) for o in answerable]),
+        **confidence_tracking(outcomes),
     }
 
 
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def confidence_tracking(outcomes: Sequence[Outcome]) -> dict[str, float]:
+    """Whether the stored answer confidence tracks correctness: the mean benchmark score of the half of the
+    answered questions with the higher confidence and of the lower half (ties broken by question order), over
+    questions that have a confidence; NaN when fewer than two do."""
+    scored = sorted(((o.confidence, i, answer_score(o)) for i, o in enumerate(outcomes) if o.confidence is not None),
+                    key=lambda t: (-t[0], t[1]))
+    half = len(scored) // 2
+    if half == 0:
+        return {"confidence_top_half_accuracy": float("nan"), "confidence_bottom_half_accuracy": float("nan")}
+    return {"confidence_top_half_accuracy": _mean([s for _, _, s in scored[:half]]),
+            "confidence_bottom_half_accuracy": _mean([s for _, _, s in scored[-half:]])}
+
+
 def breakdown(outcomes: Sequence[Outcome], key) -> dict[str, dict[str, float]]:
-    """Fused hit@5 and answer accuracy per group; ``key(sample)`` gives the groups a question belongs to."""
+    """Fused hit@5 and answer accuracy (benchmark rules) per group; ``key(sample)`` gives the groups a question
+    belongs to."""
     groups: dict[str, list[Outcome]] = {}
     for o in outcomes:
         for g in key(o.sample):
@@ -82,7 +105,7 @@ def breakdown(outcomes: Sequence[Outcome], key) -> dict[str, dict[str, float]]:
     for g, members in sorted(groups.items()):
         fused = retrieval_metrics(members).get("fused", {})
         out[g] = {"n": len(members), "fused_hit@5": fused.get("hit@5", float("nan")),
-                  "answer_accuracy": sum(answer_correct(o) for o in members) / len(members)}
+                  "answer_accuracy": _mean([answer_score(o) for o in members])}
     return out
 
 
@@ -120,7 +143,7 @@ def to_markdown(report: dict) -> str:
               "|---" * (len(metrics) + 1) + "|"]
     lines += [f"| {lane} | " + " | ".join(_fmt(m[k]) for k in metrics) + " |" for lane, m in report["retrieval"].items()]
     lines += ["", "## Answers", "", "| figure | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in report["answers"].items()]
+    lines += [f"| {ANSWER_LABELS.get(k, k)} | {_fmt(v)} |" for k, v in report["answers"].items()]
     for title, key in (("By document type", "by_doc_type"), ("By evidence source", "by_evidence_source")):
         lines += ["", f"## {title}", "", "| group | n | fused hit@5 | answer accuracy |", "|---|---|---|---|"]
         lines += [f"| {g} | {v['n']} | {_fmt(v['fused_hit@5'])} | {_fmt(v['answer_accuracy'])} |"

@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def select_samples(
-    directory: Path, *, documents: Sequence[str] = (), max_documents: int | None = None, strict: bool = False,
-    left_out: list[InputError] | None = None,
+    directory: Path, *, documents: Sequence[str] = (), max_documents: int | None = None, limit: int | None = None,
+    strict: bool = False, left_out: list[InputError] | None = None,
 ) -> tuple[list[Sample], list[Path]]:
-    """The samples of the chosen documents (all, the named ones, or the ``max_documents`` shortest PDFs) and
-    their PDF paths. Malformed records are left out and appended to ``left_out`` (:func:`read_samples`).
+    """The samples of the chosen documents (all, the named ones, or the ``max_documents`` shortest PDFs), the
+    first ``limit`` of them in file order when given, and the PDF paths of their documents. Malformed records
+    are left out and appended to ``left_out`` (:func:`read_samples`).
 
     Raises:
         InputError: a named document is not in ``pdfs/``; or from :func:`read_samples` (``strict``: any
@@ -48,7 +49,8 @@ def select_samples(
         sizes = {n: len(pdfium.PdfDocument(directory / "pdfs" / n)) for n in names}
         names = sorted(names, key=lambda n: (sizes[n], n))[:max_documents]
     chosen = set(names)
-    return [s for s in samples if s.doc_id in chosen], [directory / "pdfs" / n for n in sorted(chosen)]
+    kept = [s for s in samples if s.doc_id in chosen][:limit]
+    return kept, [directory / "pdfs" / n for n in sorted({s.doc_id for s in kept})]
 
 
 def _write_questions(samples: Sequence[Sample], path: Path) -> None:
@@ -60,8 +62,8 @@ def _write_questions(samples: Sequence[Sample], path: Path) -> None:
 
 def run_eval(
     settings: Settings, directory: Path, *, corpus: str | None = None, documents: Sequence[str] = (),
-    max_documents: int | None = None, lanes: Sequence[str] = (), output: Path | None = None,
-    spawn_worker: bool = True, strict: bool = False,
+    max_documents: int | None = None, limit: int | None = None, lanes: Sequence[str] = (),
+    output: Path | None = None, spawn_worker: bool = True, strict: bool = False,
 ) -> dict:
     """Run the evaluation and write ``report.json`` and ``report.md`` into ``output``; returns the report.
     Malformed records of ``samples.json`` are left out and listed in the report's ``left_out`` (``strict``: the
@@ -72,8 +74,8 @@ def run_eval(
     from worker.process import running_worker
 
     left_out: list[InputError] = []
-    samples, pdfs = select_samples(directory, documents=documents, max_documents=max_documents, strict=strict,
-                                   left_out=left_out)
+    samples, pdfs = select_samples(directory, documents=documents, max_documents=max_documents, limit=limit,
+                                   strict=strict, left_out=left_out)
     corpus = corpus or f"eval-{directory.name}"
     output = output or settings.home_dir / "eval" / corpus
     worker = running_worker(settings, log_name=f"eval-{corpus}") if spawn_worker else nullcontext(None)
@@ -121,5 +123,5 @@ def _outcomes(settings: Settings, job_id: str, samples: Sequence[Sample]) -> lis
     for s in samples:
         cid = f"s{s.index:04d}"
         r = records.get(cid, {})
-        outcomes.append(Outcome(s, rankings.get(cid, {}), r.get("answer"), r.get("answer_kind")))
+        outcomes.append(Outcome(s, rankings.get(cid, {}), r.get("answer"), r.get("answer_kind"), r.get("confidence")))
     return outcomes

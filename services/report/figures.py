@@ -88,14 +88,14 @@ def errors(session: Session, *, window: DayWindow) -> dict[str, list[dict]]:
 
 HISTORY_DAYS = 7
 _QUIET_DAY = {"jobs_submitted": 0, "questions_answered": 0, "questions_failed": 0, "not_answerable": 0,
-              "latency_p95_ms": None, "top_score_p50": None}
+              "latency_p95_ms": None, "confidence_p50": None}
 
 
 def history(session: Session, *, window: DayWindow, days: int = HISTORY_DAYS) -> dict[str, list[dict]]:
     """Per scope that has any of them (and ``ALL_TENANTS`` always), :data:`db.report_answers.HISTORY_SERIES` for
     each of the ``days`` days before the report's day and the day itself (oldest first, ``day`` as ``YYYY-MM-DD``;
     each day in the same zone and by the same stamps as the day's figures; a day without any: zero counts and None
-    for ``latency_p95_ms`` and ``top_score_p50``)."""
+    for ``latency_p95_ms`` and ``confidence_p50``)."""
     dates = [window.day - dt.timedelta(days=n) for n in range(days, -1, -1)]
     series = answers_db.history(session, since=DayWindow.of(dates[0], window.timezone).start, end=window.end,
                                 tz=window.timezone)

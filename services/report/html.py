@@ -133,7 +133,8 @@ def _latency(f: dict, window: DayWindow) -> str:
 def _confidence(f: dict, thumbnails: dict[int, str | None]) -> str:
     conf = f["confidence"]
     if not conf["n"]:
-        return "<h2>Answer confidence</h2>" + _none("No model-made answer cited a page on this day.")
+        return "<h2>Answer confidence</h2>" + _none("No model-made answer with a confidence cited a page on this day "
+                                                    "(extractive answers have none).")
     rows = []
     for item in conf["lowest"]:
         uri = thumbnails.get(item["page_id"])
@@ -142,9 +143,10 @@ def _confidence(f: dict, thumbnails: dict[int, str | None]) -> str:
         text = (f'<div class="ans"><b>{_e(item["question"])}</b><br>{_e(item["answer"])}'
                 f'<br><small>{_e(item["job_id"])} / {_name(item["custom_id"])}</small></div>')
         rows.append([_num(item["score"], 3), text, f"{_name(item['document'])}, page {item['page']}", thumb])
-    return (f"<h2>Answer confidence</h2><p>Top rerank score (the rank-1 citation) of {_num(conf['n'])} model-made "
-            f"answers: min {_num(conf['min'], 3)}, median {_num(conf['p50'], 3)}, max {_num(conf['max'], 3)}.</p>"
-            f'<img class="plot" alt="histogram of top rerank scores" src="{confidence_plot(conf)}">'
+    return (f"<h2>Answer confidence</h2><p>The generator's own probability of its answer (the geometric mean of its "
+            f"tokens' probabilities) for {_num(conf['n'])} model-made answers: min {_num(conf['min'], 3)}, "
+            f"median {_num(conf['p50'], 3)}, max {_num(conf['max'], 3)}.</p>"
+            f'<img class="plot" alt="histogram of answer confidences" src="{confidence_plot(conf)}">'
             f"<h3>The {len(rows)} lowest-confidence answers</h3>"
             + _table(["score", "question and answer", "cited page", "page"], rows, numeric={0}))
 
@@ -182,7 +184,7 @@ def _errors(f: dict) -> str:
 
 def _history(f: dict) -> str:
     days = f["history"]
-    rows = [[_e(d["day"]), *(_num(d[k], 3 if k == "top_score_p50" else 1) for k in SERIES_TITLES)] for d in days]
+    rows = [[_e(d["day"]), *(_num(d[k], 3 if k == "confidence_p50" else 1) for k in SERIES_TITLES)] for d in days]
     return (f"<h2>The previous {len(days) - 1} days</h2>"
             f'<img class="plot" alt="daily series of the previous days" src="{history_plot(days)}">'
             + _table(["day", *SERIES_TITLES.values()], rows, numeric=set(range(1, 7))))

@@ -69,7 +69,7 @@ def latency_plot(hourly: list[dict], window: DayWindow) -> str:
 
 
 def confidence_plot(conf: dict) -> str:
-    """Histogram of the top rerank scores (answers per bin), as a PNG data URI."""
+    """Histogram of the answers' confidences (answers per bin), as a PNG data URI."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -79,7 +79,7 @@ def confidence_plot(conf: dict) -> str:
     ax.bar(edges[:-1], conf["counts"], width=[b - a for a, b in itertools.pairwise(edges)],
            align="edge", color="#4c72b0", edgecolor="white")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("top rerank score (rank-1 citation)")
+    ax.set_xlabel("answer confidence (generator's geometric-mean token probability)")
     ax.set_ylabel("answers")
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
@@ -89,7 +89,7 @@ def confidence_plot(conf: dict) -> str:
 SERIES_TITLES = {
     "jobs_submitted": "jobs submitted", "questions_answered": "questions answered",
     "questions_failed": "questions failed", "not_answerable": '"Not answerable"',
-    "latency_p95_ms": "p95 latency (ms)", "top_score_p50": "median top rerank score",
+    "latency_p95_ms": "p95 latency (ms)", "confidence_p50": "median answer confidence",
 }
 
 

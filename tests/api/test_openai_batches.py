@@ -152,6 +152,7 @@ def test_a_batch_runs_to_completed_with_chat_completions_citing_pages(client, co
         cited = completion.citations  # the documented extra key
         assert cited and all(c["page"] >= 1 and 0 <= c["rerank_score"] for c in cited)
         assert [c["rank"] for c in cited] == list(range(1, len(cited) + 1))
+        assert 0.0 < completion.confidence <= 1.0  # the generator's probability of its answer
     apples = ChatCompletion.model_validate(output[0]["response"]["body"])
     assert {c["document"] for c in apples.citations} == {"report.pdf"}  # body.metadata.document filters
 

@@ -141,7 +141,8 @@ def test_generator_out_of_memory_halves_micro_batches_and_keeps_answers(pipeline
         answers = pipeline.generator.generate(items, budget=BatchBudget(3, 10**9), max_new_tokens=6, batch_log=log)
     finally:
         restore()
-    assert answers == expected
+    assert [g.answer for g in answers] == [g.answer for g in expected]
+    assert [g.confidence for g in answers] == pytest.approx([g.confidence for g in expected], abs=1e-4)
     assert log.sizes["generate"] == [1, 1, 1] and log.halvings == {"generate": 1}
 
 

@@ -91,8 +91,9 @@ def test_generator_batched_answers_equal_unbatched(pipeline):
     items = [(QUERIES[0], IMAGES[:2]), (QUERIES[1], IMAGES[2:]), (QUERIES[2], IMAGES)]
     batched = pipeline.generator.generate(items, budget=BatchBudget(3, 10**9), max_new_tokens=6)
     single = [pipeline.generator.generate([it], budget=BatchBudget(1, 10**9), max_new_tokens=6)[0] for it in items]
-    assert batched == single
-    assert all(isinstance(a, str) for a in batched)
+    assert [g.answer for g in batched] == [g.answer for g in single]
+    assert [g.confidence for g in batched] == pytest.approx([g.confidence for g in single], abs=1e-4)
+    assert all(isinstance(a.answer, str) and 0.0 <= a.confidence <= 1.0 for a in batched)
 
 
 def test_generator_loads_in_4bit_nf4(settings, tiny_models):
@@ -106,7 +107,7 @@ def test_generator_loads_in_4bit_nf4(settings, tiny_models):
     assert linear4, "4-bit loading must replace Linear layers"
     assert linear4[0].weight.quant_type == "nf4"
     (answer,) = gen.generate([(QUERIES[0], IMAGES[:1])], budget=BatchBudget(1, 10**9), max_new_tokens=4)
-    assert isinstance(answer, str)
+    assert isinstance(answer.answer, str) and 0.0 <= answer.confidence <= 1.0
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

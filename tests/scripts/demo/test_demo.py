@@ -27,4 +27,7 @@ def test_demo_answers_from_real_retrieval(services, monkeypatch):
     assert "│ q001 │ What was the life expectancy" in result.stdout and "82.6 (p." in result.stdout
     cited = re.search(r"gold page cited for (\d+)/8 questions", result.stdout)
     assert cited and int(cited.group(1)) >= 6, result.stdout[-800:]
+    right = re.search(r"answers right by MMLongBench-Doc's rules \(score: numbers within 1%\): ([\d.]+)/8", result.stdout)
+    assert right and 0 <= float(right.group(1)) <= 8, result.stdout[-800:]
+    assert "extracted from the cited page" in result.stdout  # the test env's offline answerer, said in one line
     assert re.search(r"job job_\w+ completed", result.stdout)

@@ -22,6 +22,12 @@ def test_select_samples_picks_the_shortest_documents():
     assert {s.doc_id for s in samples} == {p.name for p in pdfs} and len(samples) == 16
 
 
+def test_select_samples_limit_keeps_the_first_questions_and_their_documents():
+    samples, pdfs = select_samples(DATA, limit=20)
+    assert [s.index for s in samples] == list(range(20))
+    assert sorted(p.name for p in pdfs) == sorted({s.doc_id for s in samples}) and len(pdfs) < 32
+
+
 def test_eval_on_two_documents_scores_every_lane(settings, worker, tmp_path):
     report = run_eval(settings, DATA, corpus="eval-ci", max_documents=2, output=tmp_path, spawn_worker=False)
 
@@ -37,7 +43,10 @@ def test_eval_on_two_documents_scores_every_lane(settings, worker, tmp_path):
 
     answers = report["answers"]
     assert answers["n_answerable"] == 13 and answers["n_not_answerable"] == 3
-    assert 0.0 <= answers["not_answerable_accuracy"] <= 1.0
+    assert 0.0 <= answers["not_answerable_accuracy"] <= 1.0 and 0.0 <= answers["answerable_accuracy"] <= 1.0
+    assert 0.0 <= answers["answer_contains_gold"] <= 1.0  # the old figure, under its own name
+    # the tiny Qwen2-VL generator stores a confidence with every answer, so the halves are defined
+    assert 0.0 <= answers["confidence_top_half_accuracy"] <= 1.0
     assert report["by_doc_type"]["Academic paper"]["n"] == 16
     assert report["throughput"]["pages"] == 19 and report["throughput"]["questions"] == 16
 
@@ -45,6 +54,7 @@ def test_eval_on_two_documents_scores_every_lane(settings, worker, tmp_path):
     assert on_disk["retrieval"]["fused"]["hit@5"] == retrieval["fused"]["hit@5"]
     markdown = (tmp_path / "report.md").read_text()
     assert "| fused |" in markdown and "## By evidence source" in markdown
+    assert '| "Not answerable" accuracy (MMLongBench-Doc rules) |' in markdown
 
     again = run_eval(settings, DATA, corpus="eval-ci", max_documents=2, output=tmp_path, spawn_worker=False)
     assert again["throughput"]["new_pages_ingested"] == 0, "an unchanged corpus is reused"

@@ -238,6 +238,7 @@ def seed(session) -> dict:
         answer = Answer(question_id=questions[q["custom_id"]], answer=a["text"], retriever_model="r",
                         reranker_model="k", generator_model="g", retrieve_ms=a["ms"][0], rerank_ms=a["ms"][1],
                         generate_ms=a["ms"][2], created_at=a["at"],
+                        confidence=a["cites"][0][1] if a["cites"] else None,  # the seed's confidence: its top score
                         reused_from=questions[a["reused_from"]] if a["reused_from"] else None)
         session.add(answer)
         session.flush()
@@ -405,6 +406,6 @@ def history(scope: str) -> list[dict]:
                                     and in_scope(TENANT_OF_JOB[q["job"]], scope) for q in QUESTIONS),
             "not_answerable": sum(a["text"].strip().lower() == "not answerable" for _, a in answers),
             "latency_p95_ms": float(np.percentile([sum(a["ms"]) for a in made], 95)) if made else None,
-            "top_score_p50": float(np.median([a["cites"][0][1] for a in made])) if made else None,
+            "confidence_p50": float(np.median([a["cites"][0][1] for a in made])) if made else None,
         })
     return days
