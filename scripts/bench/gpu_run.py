@@ -220,9 +220,10 @@ def counting_tokens(generator: Any) -> Iterator[Generated]:
     real = model.generate
     pad = model.generation_config.pad_token_id
 
-    def generate(*args: Any, **kwargs: Any) -> torch.Tensor:
+    def generate(*args: Any, **kwargs: Any) -> Any:
         out = real(*args, **kwargs)
-        new = out[:, kwargs["input_ids"].shape[1] :].cpu()  # (batch, ≤ max_new_tokens)
+        ids = out if isinstance(out, torch.Tensor) else out.sequences  # return_dict_in_generate gives an output
+        new = ids[:, kwargs["input_ids"].shape[1] :].cpu()  # (batch, ≤ max_new_tokens)
         seen.rows.extend([int(t) for t in row if t != pad] for row in new)
         return out
 
