@@ -255,10 +255,9 @@ class Settings(BaseSettings):
         """A chunk must end within its lease, and its lease before Redis delivers its task again; otherwise a
         healthy chunk would be retried while it runs."""
         if not self.chunk_time_budget_seconds < self.lease_seconds <= self.visibility_timeout_seconds:
-            raise ValueError(
-                "need chunk_time_budget_seconds < lease_seconds <= visibility_timeout_seconds, got "
-                f"{self.chunk_time_budget_seconds:g} / {self.lease_seconds} / {self.visibility_timeout_seconds}"
-            )
+            raise ValueError("need chunk_time_budget_seconds < lease_seconds <= visibility_timeout_seconds, got "
+                             f"{self.chunk_time_budget_seconds:g} / {self.lease_seconds} / "
+                             f"{self.visibility_timeout_seconds}")
         return self
 
     @property
