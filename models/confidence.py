@@ -34,6 +34,16 @@ def answer_confidence(logits: Sequence[torch.Tensor], tokens: torch.Tensor, stop
     return [float(x) for x in torch.exp(mean)]
 
 
+def generated_answers(out, prompt_len: int, tokenizer, stop_ids: Sequence[int]) -> list[Generated]:
+    """The answers of a greedy ``generate(..., output_logits=True, return_dict_in_generate=True)`` output, each
+    with its :func:`answer_confidence`: the tokens after the ``prompt_len`` prompt positions of ``out.sequences``
+    (``(batch, prompt_len + n_new)`` int64), decoded by ``tokenizer`` without special tokens and stripped."""
+    new_tokens = out.sequences[:, prompt_len:]  # (batch, ≤ max_new_tokens)
+    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    confidences = answer_confidence(out.logits, new_tokens, stop_ids)
+    return [Generated(t.strip(), c) for t, c in zip(texts, confidences, strict=True)]
+
+
 def stop_token_ids(tokenizer, generation_config) -> list[int]:
     """The ids that end a generated answer: the tokenizer's end and padding tokens and the generation config's
     end tokens (an int or a list)."""

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from models.batching import BatchBudget, BatchLog, image_pixels, run_batched
-from models.confidence import Generated, answer_confidence, stop_token_ids
+from models.confidence import Generated, generated_answers, stop_token_ids
 from models.loading import from_pretrained, plain_text, set_pixel_budget
 from models.prompting import answer_instruction
 
@@ -95,8 +95,5 @@ class Qwen2VLGenerator:
         ).to(self.device)
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, output_logits=True,
                                   return_dict_in_generate=True)
-        new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :]  # (batch, ≤ max_new_tokens)
-        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         stops = stop_token_ids(self.processor.tokenizer, self.model.generation_config)
-        confidences = answer_confidence(out.logits, new_tokens, stops)
-        return [Generated(t.strip(), c) for t, c in zip(texts, confidences, strict=True)]
+        return generated_answers(out, inputs["input_ids"].shape[1], self.processor, stops)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from models.batching import BatchBudget, BatchLog, run_batched
-from models.confidence import Generated, answer_confidence, stop_token_ids
+from models.confidence import Generated, generated_answers, stop_token_ids
 from models.loading import from_pretrained, plain_text
 from models.prompting import answer_instruction
 
@@ -85,8 +85,5 @@ class TextGenerator:
         inputs = self.tokenizer.pad({"input_ids": list(prompts)}, return_tensors="pt").to(self.device)
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, output_logits=True,
                                   return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
-        new_tokens = out.sequences[:, inputs["input_ids"].shape[1]:]  # (batch, ≤ max_new_tokens)
-        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        confidences = answer_confidence(out.logits, new_tokens.cpu(), self.stop_ids)
-        return [Generated(t.strip(), c) for t, c in zip(texts, confidences, strict=True)]
+        return generated_answers(out, inputs["input_ids"].shape[1], self.tokenizer, self.stop_ids)
 
