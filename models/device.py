@@ -29,3 +29,19 @@ def compute_dtype(device: torch.device) -> torch.dtype:
     """bfloat16 on CUDA (L4s support it natively), float32 on the CPU, where bf16 matmuls are slow."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
+
+def amx_bf16() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon since Sapphire Rapids), whose bfloat16 matmuls oneDNN uses."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own check; private, so looked up softly
+    return bool(probe and probe())
+
+
+def llm_dtype(device: torch.device) -> torch.dtype:
+    """The offline LLM's dtype: bfloat16 on CUDA and on CPUs with AMX (:func:`amx_bf16`), float32 elsewhere.
+
+    Measured for Qwen2.5-Coder-0.5B on 2 cores of a Xeon with AMX (docs/evaluation.md): a 500-token prompt in
+    0.6 s in bfloat16 against 2.3 s in float32; each generated token 85 ms against 63 ms, so a short answer
+    (10 tokens) costs half as much. Without AMX, CPU bfloat16 matmuls are slower than float32.
+    """
+    return torch.bfloat16 if device.type == "cuda" or amx_bf16() else torch.float32
+

