@@ -40,12 +40,14 @@ class TextGenerator:
         path: directory of the checkpoint (or of the GGUF file).
         gguf_file: the GGUF file name inside ``path``; None for a regular ``from_pretrained`` directory.
         model_id: the id stored with every answer (the upstream model name for a bundled GGUF file).
+        dtype: the weights' dtype; None for :func:`models.device.llm_dtype` (benchmarks compare both).
 
     Raises:
         ModelLoadError: the checkpoint or its tokenizer cannot be read (:func:`models.loading.from_pretrained`).
     """
 
-    def __init__(self, path: str, *, gguf_file: str | None, model_id: str, device: torch.device):
+    def __init__(self, path: str, *, gguf_file: str | None, model_id: str, device: torch.device,
+                 dtype: torch.dtype | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         extra = {"gguf_file": gguf_file} if gguf_file else {}
@@ -54,7 +56,8 @@ class TextGenerator:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = from_pretrained(AutoModelForCausalLM, path, dtype=llm_dtype(device), **extra).to(device).eval()
+        dtype = dtype or llm_dtype(device)
+        self.model = from_pretrained(AutoModelForCausalLM, path, dtype=dtype, **extra).to(device).eval()
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)
 
     def place(self, device: torch.device) -> None:
