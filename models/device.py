@@ -39,9 +39,10 @@ def amx_bf16() -> bool:
 def llm_dtype(device: torch.device) -> torch.dtype:
     """The offline LLM's dtype: bfloat16 on CUDA and on CPUs with AMX (:func:`amx_bf16`), float32 elsewhere.
 
-    Measured for Qwen2.5-Coder-0.5B on 2 cores of a Xeon with AMX (docs/evaluation.md): a 500-token prompt in
-    0.6 s in bfloat16 against 2.3 s in float32; each generated token 85 ms against 63 ms, so a short answer
-    (10 tokens) costs half as much. Without AMX, CPU bfloat16 matmuls are slower than float32.
+    Measured for Qwen2.5-Coder-0.5B on 2 cores of a Xeon with AMX (``scripts/bench/offline_llm.py``, table in
+    docs/evaluation.md): a 531-token prompt in 0.48 s in bfloat16 against 1.63 s in float32, each generated token
+    about 95 ms in both, so a 10-token answer takes 1.4 s against 2.6 s.
+    Without AMX, CPU bfloat16 matmuls are slower than float32.
     """
     return torch.bfloat16 if device.type == "cuda" or amx_bf16() else torch.float32
 
